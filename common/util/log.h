@@ -1,0 +1,25 @@
+// One-line-per-event logging to stderr, shared by every pgward process.
+#pragma once
+
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+
+namespace pgward {
+
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
+
+// Messages below this level are dropped. Set once at start-up from a flag.
+void SetLogLevel(LogLevel level);
+bool LogEnabled(LogLevel level);
+// Writes "<UTC time> <level> <component>: <message>\n" with one write(2) so lines from
+// different threads never interleave. Never pass secrets here.
+void LogLine(LogLevel level, std::string_view component, std::string_view message);
+
+template <typename... Args>
+void Log(LogLevel level, std::string_view component, const Args&... args) {
+  if (!LogEnabled(level)) return;
+  LogLine(level, component, absl::StrCat(args...));
+}
+
+}  // namespace pgward
