@@ -1,0 +1,79 @@
+// Verifies OIDC access tokens from the configured trusted issuers (ARCHITECTURE.md section 2).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "gateway/identity/http_fetcher.h"
+#include "gateway/identity/jwks_cache.h"
+#include "gateway/identity/verified_token.h"
+#include "gateway/identity/verified_token_cache.h"
+
+namespace pgward::identity {
+
+struct IssuerConfig {
+  std::string issuer_url;              // exact "iss" value; discovery at issuer_url + "/.well-known/openid-configuration"
+  std::vector<std::string> audiences;  // token "aud" (string or array) must contain one of them
+  std::string jwks_file;               // optional: static JWKS file instead of discovery (offline set-ups)
+};
+
+struct VerifierConfig {
+  std::vector<IssuerConfig> issuers;
+  std::string principal_claim = "sub";
+  std::string groups_claim = "groups";
+  int64_t leeway_seconds = 60;
+  size_t max_token_bytes = 64 * 1024;
+  std::string ca_file;                            // optional CA bundle for HTTPS discovery/JWKS
+  int64_t jwks_refresh_seconds = 300;             // periodic refresh
+  int64_t unknown_kid_min_interval_seconds = 10;  // rate limit for refresh-on-unknown-kid
+};
+
+class TokenVerifier {
+ public:
+  // `now_unix` is injectable for tests; null means std::time.
+  TokenVerifier(VerifierConfig config, std::unique_ptr<HttpFetcher> fetcher,
+                std::function<int64_t()> now_unix = nullptr);
+  ~TokenVerifier();
+  TokenVerifier(const TokenVerifier&) = delete;
+  TokenVerifier& operator=(const TokenVerifier&) = delete;
+
+  // Discovery and first JWKS fetch (or JWKS file read) for every issuer. The error names the
+  // issuer and what failed. An issuer that failed here is retried lazily by Verify.
+  absl::Status Start();
+
+  // Thread-safe. Errors are kUnauthenticated with an internal reason meant for logs, e.g.
+  // "token expired", "unknown kid after refresh", "issuer not trusted", "audience mismatch",
+  // "alg none refused", "HMAC algorithms refused", "bad signature", "token too large",
+  // "malformed token". Reasons never contain the token or its signature.
+  absl::StatusOr<VerifiedToken> Verify(std::string_view token);
+
+ private:
+  struct IssuerState;
+
+  IssuerState* FindIssuer(std::string_view iss);
+  // The issuer's current key snapshot, refreshed first when older than jwks_refresh_seconds.
+  std::shared_ptr<const JwksCache> CurrentKeys(IssuerState& issuer, int64_t now);
+  // Refetches after an unknown kid unless a fetch happened within the rate-limit interval.
+  std::shared_ptr<const JwksCache> RefreshForUnknownKid(IssuerState& issuer, std::string_view kid,
+                                                        int64_t now);
+  // Discovery (when the jwks_uri is not known yet) and JWKS fetch; installs the new keys.
+  absl::Status Refresh(IssuerState& issuer, int64_t now);
+  absl::StatusOr<std::string> FetchJwksDocument(IssuerState& issuer);
+  absl::StatusOr<VerifiedToken> VerifyUncached(std::string_view token, int64_t now,
+                                               int64_t* valid_until);
+
+  const VerifierConfig config_;
+  const std::unique_ptr<HttpFetcher> fetcher_;
+  const std::function<int64_t()> now_unix_;
+  std::vector<std::unique_ptr<IssuerState>> issuers_;  // fixed after construction
+  VerifiedTokenCache verified_cache_;
+};
+
+}  // namespace pgward::identity
