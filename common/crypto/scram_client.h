@@ -49,6 +49,7 @@ class ScramSha256Client {
 
 // Postgres md5 authentication (protocol section 55.2 "AuthenticationMD5Password"):
 // "md5" + md5hex(md5hex(password + user) + salt). `salt4` is the 4 raw bytes from the server.
+// Returns "" if MD5 is unavailable (an OpenSSL FIPS-only configuration); the login then fails upstream.
 std::string PostgresMd5Password(std::string_view user, std::string_view password, std::string_view salt4);
 
 }  // namespace pgward::crypto
