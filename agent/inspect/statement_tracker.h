@@ -1,0 +1,154 @@
+// StatementTracker: follows one session's protocol conversation (frontend messages as forwarded
+// upstream, backend responses as they return) and emits one StatementRecord per statement.
+// Matching follows the Postgres protocol chapter "Message Flow" (55.2): simple query, extended
+// query, pipelining, COPY. A backend message the conversation does not expect is a desync.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "agent/inspect/lru_cache.h"
+#include "agent/inspect/sql_analyzer.h"
+
+namespace pgward::inspect {
+
+struct StatementRecord {
+  std::string session_id;    // left empty; the caller fills it
+  int64_t time_unix_us = 0;  // when the statement was sent upstream
+  bool extended = false;     // protocol: extended vs simple
+  AnalyzedStatementPtr statement;  // never null (placeholders for unknown names)
+  std::string command_tag;   // from CommandComplete ("" on error)
+  int64_t rows = -1;         // from the command tag ("SELECT 5"->5, "INSERT 0 3"->3, else -1)
+  std::string sqlstate, error;  // on failure
+  int64_t duration_us = 0;
+};
+
+// "SELECT 5" -> 5, "INSERT 0 3" -> 3, "CREATE TABLE" -> -1: the last word if it is a count.
+int64_t RowsFromCommandTag(std::string_view tag);
+
+// Not thread-safe: one per session, driven by the relay thread(s) of that session in order.
+//
+// Choices the protocol leaves open:
+// - PortalSuspended: the record is HELD until the portal completes (CommandComplete, error, or the
+//   portal is closed/replaced/ended with its transaction), so a statement fetched in chunks gives
+//   one record. Its time is the first Execute's, rows add max_rows per suspension (when the
+//   Execute overload with max_rows was used) plus the final tag's count. A portal that ends
+//   without completing gives a record with an empty command_tag and no sqlstate.
+// - Statement durations start when the statement was sent or when the previous response of the
+//   conversation completed, whichever is later, so pipelined statements do not include the
+//   time spent waiting behind earlier ones. In a multi-statement Query, statement k>1 starts
+//   at statement k-1's completion.
+// - Server-side state (named statements, portals) changes when the server CONFIRMS it
+//   (ParseComplete, BindComplete, CloseComplete, DEALLOCATE/DISCARD ALL), exactly as the server
+//   applies it in order; skipped messages change nothing.
+// - An injected error is dropped if the server already reported an error in that Sync's batch:
+//   the refused messages would have been skipped anyway, and a client expects one ErrorResponse
+//   per batch.
+class StatementTracker {
+ public:
+  static constexpr size_t kMaxNamedStatements = 10000;  // least recently used is forgotten
+  static constexpr size_t kMaxPortals = 10000;
+
+  // now_us: injectable clock (microseconds since epoch) for tests; nullptr = system clock.
+  explicit StatementTracker(std::function<int64_t()> now_us = nullptr);
+
+  // Frontend messages, in the order they are forwarded upstream:
+  void OnQuery(std::vector<AnalyzedStatementPtr> statements);  // simple; empty vector = empty query
+  void OnParse(std::string_view statement_name, AnalyzedStatementPtr statement);
+  void OnBind(std::string_view portal, std::string_view statement_name);
+  void OnDescribe(char kind, std::string_view name);
+  void OnExecute(std::string_view portal);  // same as max_rows = 0 (unknown/unlimited)
+  void OnExecute(std::string_view portal, int32_t max_rows);
+  void OnClose(char kind, std::string_view name);
+  void OnFunctionCall();
+  // CopyDone / CopyFail from the frontend. The relay MUST report them: during copy-in the
+  // server ignores Sync (55.2.6), and libpq sends Sync both after Execute and after CopyDone,
+  // so only these tell which Syncs will get a ReadyForQuery. (CopyData is not needed.)
+  void OnCopyDone();
+  void OnCopyFail();
+  // `injected_error`: non-empty when the relay REFUSED messages of this batch and replaced them
+  // with this Sync; the bytes (a complete ErrorResponse) are returned by OnReadyForQuery for the
+  // relay to write just before that ReadyForQuery, so the caller sees the refusal in order.
+  void OnSync(std::string injected_error = {});
+
+  // Backend messages. A message the conversation does not expect -> FailedPrecondition (desync;
+  // the relay fails the session closed). DataRow, CopyData/CopyDone, NoticeResponse,
+  // ParameterStatus and NotificationResponse are not passed here.
+  absl::Status OnParseComplete();
+  absl::Status OnBindComplete();
+  absl::Status OnCloseComplete();
+  absl::Status OnParameterDescription();
+  absl::Status OnRowDescription();
+  absl::Status OnNoData();
+  absl::Status OnCommandComplete(std::string_view tag);
+  absl::Status OnEmptyQueryResponse();
+  absl::Status OnPortalSuspended();
+  absl::Status OnCopyInResponse();
+  absl::Status OnCopyOutResponse();
+  absl::Status OnFunctionCallResponse();
+  // Never a desync: a FATAL error may arrive at any time (e.g. idle_session_timeout).
+  absl::Status OnErrorResponse(std::string_view sqlstate, std::string_view message);
+  // Returns the bytes to inject before this ReadyForQuery (empty if none). `status` is the
+  // transaction status byte ('I', 'T', 'E').
+  absl::StatusOr<std::string> OnReadyForQuery(char status);
+
+  std::vector<StatementRecord> TakeRecords();  // completed statements since the last call, in order
+  size_t PendingOperations() const;
+
+ private:
+  enum class OpKind { kQuery, kParse, kBind, kDescribe, kExecute, kClose, kFunctionCall, kSync, kCopyEnd };
+  struct Op {
+    OpKind kind;
+    int64_t sent_us = 0;
+    std::string name;       // Parse/Describe/Close: statement or portal; Bind/Execute: portal
+    std::string statement_name;  // Bind
+    char target = 0;        // Describe/Close: 'S' or 'P'
+    int32_t max_rows = 0;   // Execute
+    AnalyzedStatementPtr statement;             // Parse
+    std::vector<AnalyzedStatementPtr> statements;  // Query
+    size_t next_statement = 0;                  // Query: index of the running statement
+    bool failed = false;                        // Query: an error ended it
+    bool got_parameter_description = false;     // Describe 'S'
+    bool copy_in = false;                       // Query/Execute: CopyInResponse seen
+    std::string injected_error;                 // Sync
+    bool batch_failed = false;                  // Sync: server reported an error in its batch
+  };
+  struct Portal {
+    AnalyzedStatementPtr statement;
+    std::optional<StatementRecord> held;  // suspended, not yet complete
+  };
+
+  int64_t Now() const;
+  absl::Status Desync(std::string_view what) const;
+  // Drops CopyEnd markers that reached the head (the server ignores copy messages outside COPY).
+  Op* Head();
+  AnalyzedStatementPtr StatementNamed(std::string_view name);
+  AnalyzedStatementPtr PortalStatement(std::string_view portal);
+  int64_t StartOf(const Op& op) const;
+  void Emit(StatementRecord record);
+  StatementRecord NewRecord(const Op& op, bool extended, AnalyzedStatementPtr statement) const;
+  void EndPortal(std::string_view name);   // flushes a held record, forgets the portal
+  void EndAllPortals();
+  void ApplySessionEffects(const AnalyzedStatement& statement, std::string_view tag);
+  void SkipToSync();  // after an extended-protocol error
+  void EnterCopyIn(Op& op);
+  absl::Status Complete(Op& op);  // pops the head op, remembering when it completed
+
+  std::function<int64_t()> now_us_;
+  std::deque<Op> ops_;
+  LruCache<AnalyzedStatementPtr> statements_{kMaxNamedStatements};  // as the server has them
+  LruCache<Portal> portals_{kMaxPortals};
+  std::vector<StatementRecord> records_;
+  int64_t last_completion_us_ = 0;
+  bool skipping_until_sync_ = false;  // server discards frontend messages until the next Sync
+  bool copy_in_active_ = false;       // server ignores Sync until the frontend's CopyDone/Fail
+};
+
+}  // namespace pgward::inspect
