@@ -29,15 +29,18 @@ absl::Status CheckFixedLength(uint32_t len, uint32_t want, std::string_view what
 }
 
 absl::Status DecodeParameters(std::string_view rest, StartupPacket& packet) {
-  // The list must end with an empty name: the packet's last byte is that terminator.
-  if (rest.empty() || rest.back() != '\0') {
-    return absl::InvalidArgumentError("startup packet is missing its terminator");
-  }
-  WireReader reader(rest.substr(0, rest.size() - 1));
-  while (!reader.AtEnd()) {
+  // Name/value pairs, then an empty name as terminator, which must be the last byte.
+  WireReader reader(rest);
+  while (true) {
     std::string_view name, value;
-    if (!reader.ReadString(&name) || name.empty()) {
-      return absl::InvalidArgumentError("startup packet has a malformed parameter name");
+    if (!reader.ReadString(&name)) {
+      return absl::InvalidArgumentError("startup packet is missing its terminator");
+    }
+    if (name.empty()) {
+      if (!reader.AtEnd()) {
+        return absl::InvalidArgumentError("startup packet has data after its terminator");
+      }
+      break;
     }
     if (!reader.ReadString(&value)) {
       return absl::InvalidArgumentError("startup packet has a parameter without a value");
