@@ -39,7 +39,9 @@ class JwksCache {
   // the set holds exactly one key (RFC 7515 4.1.4 leaves kid optional).
   std::shared_ptr<const JsonWebKey> Find(std::string_view kid, JwsAlgorithm alg) const;
 
-  bool Contains(std::string_view kid) const { return keys_by_kid_.contains(kid); }
+  bool Contains(std::string_view kid) const {
+    return keys_by_kid_.contains(absl::string_view(kid.data(), kid.size()));
+  }
   size_t size() const { return key_count_; }
 
  private:
