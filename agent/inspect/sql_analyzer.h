@@ -69,7 +69,8 @@ class SqlAnalyzer {
   // with parsed=false, text = whole string (trimmed), class kUnknown.
   std::vector<AnalyzedStatementPtr> AnalyzeQuery(std::string_view sql);
 
-  // Extended-protocol Parse: one statement; returns the analysis of the whole text. If the
+  // Extended-protocol Parse: one statement; returns the analysis of the whole text. An empty
+  // text is parsed=true, class kRead (Execute answers EmptyQueryResponse). If the
   // text holds several statements (Postgres refuses that with 42601), the result has
   // parsed=true, class kUnknown, and the tamper/read-only flags OR-ed over all of them.
   AnalyzedStatementPtr AnalyzeParse(std::string_view sql);

@@ -105,6 +105,7 @@ class StatementTracker {
  private:
   enum class OpKind { kQuery, kParse, kBind, kDescribe, kExecute, kClose, kFunctionCall, kSync, kCopyEnd };
   struct Op {
+    explicit Op(OpKind k) : kind(k) {}
     OpKind kind;
     int64_t sent_us = 0;
     std::string name;       // Parse/Describe/Close: statement or portal; Bind/Execute: portal
@@ -115,17 +116,25 @@ class StatementTracker {
     std::vector<AnalyzedStatementPtr> statements;  // Query
     size_t next_statement = 0;                  // Query: index of the running statement
     bool failed = false;                        // Query: an error ended it
+    bool answered = false;                      // FunctionCall: response seen
+    int64_t started_us = 0;                     // Query: when the running statement started (0: not yet)
     bool got_parameter_description = false;     // Describe 'S'
     bool copy_in = false;                       // Query/Execute: CopyInResponse seen
     std::string injected_error;                 // Sync
     bool batch_failed = false;                  // Sync: server reported an error in its batch
   };
+  struct HeldRecord {  // a suspended portal's statement, not yet complete
+    StatementRecord record;
+    int64_t start_us = 0;
+    int64_t rows = 0;
+  };
   struct Portal {
     AnalyzedStatementPtr statement;
-    std::optional<StatementRecord> held;  // suspended, not yet complete
+    std::optional<HeldRecord> held;
   };
 
   int64_t Now() const;
+  Op& Push(OpKind kind);  // queues a frontend operation sent now
   absl::Status Desync(std::string_view what) const;
   // Drops CopyEnd markers that reached the head (the server ignores copy messages outside COPY).
   Op* Head();
