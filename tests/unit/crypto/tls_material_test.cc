@@ -11,6 +11,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <regex>
 #include <string>
