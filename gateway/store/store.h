@@ -1,0 +1,101 @@
+// The gateway's persistent state in one SQLite file: agents, connections, grants, sessions
+// and the statement audit. Versioned schema (migrations.h); one writer at a time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "gateway/store/sqlite_db.h"
+#include "pgward/v1/admin.grpc.pb.h"
+#include "pgward/v1/agent.pb.h"
+#include "pgward/v1/types.pb.h"
+
+namespace pgward::store {
+
+class Store {
+ public:
+  // Opens or creates the database at `path` (":memory:" for tests) and migrates it to the
+  // latest schema. FAILED_PRECONDITION if the file was written by a newer pgward.
+  static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& path);
+
+  int SchemaVersion() const { return schema_version_; }
+
+  // --- agents. Only crypto::HashToken(token) is stored, never the token.
+  absl::Status CreateAgent(const std::string& name, const std::string& token_hash);  // ALREADY_EXISTS
+  absl::StatusOr<std::vector<pgward::v1::Agent>> ListAgents();
+  // NOT_FOUND; FAILED_PRECONDITION while connections still use the agent.
+  absl::Status DeleteAgent(const std::string& name);
+  // UNAUTHENTICATED with the same message whether the name is unknown or the token wrong.
+  absl::Status AuthenticateAgent(const std::string& name, std::string_view token);
+  absl::Status TouchAgent(const std::string& name, int64_t seen_unix_ms, const std::string& version,
+                          const std::string& peer);
+
+  // --- connections. `sealed_password` is the SecretBox output for password_ref "gateway:",
+  // empty otherwise. NOT_FOUND if the agent does not exist; ALREADY_EXISTS on a taken name.
+  absl::Status CreateConnection(const pgward::v1::Connection& c, const std::string& sealed_password);
+  // `fields` are Connection field names (agent, host, port, database, user, password_ref,
+  // sslmode, ca_file); only those change. A present `sealed_password` replaces the stored one.
+  absl::Status UpdateConnection(const pgward::v1::Connection& c, const std::vector<std::string>& fields,
+                                const std::optional<std::string>& sealed_password);
+  absl::StatusOr<pgward::v1::Connection> GetConnection(const std::string& name);
+  absl::StatusOr<std::string> GetSealedPassword(const std::string& name);
+  absl::StatusOr<std::vector<pgward::v1::Connection>> ListConnections();
+  absl::Status DeleteConnection(const std::string& name);  // deletes its grants too
+
+  // --- grants
+  // Assigns id ("g_" + 16 random hex digits) and created_unix_ms; NOT_FOUND if the
+  // connection does not exist.
+  absl::StatusOr<pgward::v1::Grant> CreateGrant(pgward::v1::Grant g);
+  absl::StatusOr<std::vector<pgward::v1::Grant>> ListGrants(const pgward::v1::ListGrantsRequest& filter);
+  absl::Status DeleteGrant(const std::string& id);
+  // Grants on `connection` naming `principal` or one of `groups`, whose issuer is empty or
+  // equal to `issuer` (principals and groups are scoped to their issuer, contract section 2),
+  // and which have not expired at `now_unix_ms`.
+  absl::StatusOr<std::vector<pgward::v1::Grant>> FindGrants(const std::string& issuer,
+                                                            const std::string& principal,
+                                                            const std::vector<std::string>& groups,
+                                                            const std::string& connection,
+                                                            int64_t now_unix_ms);
+
+  // --- sessions and audit
+  absl::Status InsertSession(const pgward::v1::SessionRecord& s);  // ALREADY_EXISTS
+  // NOT_FOUND for an unknown id; a session that already ended keeps its first end.
+  absl::Status EndSession(const std::string& session_id, int64_t ended_unix_ms, const std::string& reason);
+  // Closes sessions left open by a previous gateway process (crash recovery at start).
+  absl::Status EndAllOpenSessions(int64_t ended_unix_ms, const std::string& reason);
+  // Newest first; limit 0 means 100.
+  absl::StatusOr<std::vector<pgward::v1::SessionRecord>> ListSessions(
+      const pgward::v1::ListSessionsRequest& filter);
+  // One transaction, idempotent on (agent, boot_id, seq): replays after a reconnect never
+  // duplicate rows. Bumps each session's statement count by the rows actually inserted.
+  absl::Status InsertStatementEvents(
+      const std::string& agent, const std::string& boot_id,
+      const std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>>& events);
+  // Newest first, joined with the session row for principal/issuer/connection/agent/
+  // client_addr; limit 0 means 100, capped at 10000.
+  absl::StatusOr<std::vector<pgward::v1::AuditRow>> ListAudit(const pgward::v1::ListAuditRequest& filter);
+
+ private:
+  Store(std::unique_ptr<SqliteDb> db, int schema_version)
+      : db_(std::move(db)), schema_version_(schema_version) {}
+
+  absl::Status AgentExistsLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ConnectionExistsLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  // One connection for reads and writes, serialized by mu_: SQLite allows one writer anyway,
+  // and the gateway's load on the store is small next to the byte path.
+  std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
+  const int schema_version_;
+};
+
+}  // namespace pgward::store

@@ -1,0 +1,176 @@
+// Store: sessions and the per-statement audit (contract section 5).
+#include "absl/strings/str_cat.h"
+#include "gateway/store/store.h"
+
+namespace pgward::store {
+namespace {
+
+constexpr uint32_t kDefaultLimit = 100;
+constexpr uint32_t kMaxLimit = 10000;
+
+int64_t EffectiveLimit(uint32_t requested) {
+  if (requested == 0) return kDefaultLimit;
+  return std::min(requested, kMaxLimit);
+}
+
+constexpr char kSessionColumns[] =
+    "session_id, principal, issuer, connection, agent, client_addr, application_name, caller_user, "
+    "started_unix_ms, ended_unix_ms, end_reason, statements";
+
+}  // namespace
+
+absl::Status Store::InsertSession(const pgward::v1::SessionRecord& s) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> q = db_->Prepare(absl::StrCat(
+      "INSERT INTO sessions(", kSessionColumns, ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  if (!q.ok()) return q.status();
+  q->BindText(1, s.session_id()).BindText(2, s.principal()).BindText(3, s.issuer());
+  q->BindText(4, s.connection()).BindText(5, s.agent()).BindText(6, s.client_addr());
+  q->BindText(7, s.application_name()).BindText(8, s.caller_user()).BindInt(9, s.started_unix_ms());
+  q->BindInt(10, s.ended_unix_ms()).BindText(11, s.end_reason());
+  q->BindInt(12, static_cast<int64_t>(s.statements()));
+  absl::Status status = q->Run();
+  if (absl::IsAlreadyExists(status)) {
+    return absl::AlreadyExistsError(absl::StrCat("session ", s.session_id(), " already exists"));
+  }
+  return status;
+}
+
+absl::Status Store::EndSession(const std::string& session_id, int64_t ended_unix_ms, const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> q = db_->Prepare(
+      "UPDATE sessions SET ended_unix_ms = ?, end_reason = ? WHERE session_id = ? AND ended_unix_ms = 0");
+  if (!q.ok()) return q.status();
+  q->BindInt(1, ended_unix_ms).BindText(2, reason).BindText(3, session_id);
+  if (absl::Status s = q->Run(); !s.ok()) return s;
+  if (db_->Changes() > 0) return absl::OkStatus();
+  // Nothing changed: either already ended (the gateway and the agent may both report the
+  // end; the first one wins) or unknown.
+  absl::StatusOr<Statement> exists = db_->Prepare("SELECT 1 FROM sessions WHERE session_id = ?");
+  if (!exists.ok()) return exists.status();
+  exists->BindText(1, session_id);
+  absl::StatusOr<bool> row = exists->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
+  return absl::OkStatus();
+}
+
+absl::Status Store::EndAllOpenSessions(int64_t ended_unix_ms, const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> q =
+      db_->Prepare("UPDATE sessions SET ended_unix_ms = ?, end_reason = ? WHERE ended_unix_ms = 0");
+  if (!q.ok()) return q.status();
+  q->BindInt(1, ended_unix_ms).BindText(2, reason);
+  return q->Run();
+}
+
+absl::StatusOr<std::vector<pgward::v1::SessionRecord>> Store::ListSessions(
+    const pgward::v1::ListSessionsRequest& filter) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> q = db_->Prepare(absl::StrCat(
+      "SELECT ", kSessionColumns,
+      " FROM sessions WHERE (?1 = 0 OR ended_unix_ms = 0) AND (?2 = '' OR principal = ?2)"
+      " AND (?3 = '' OR connection = ?3) ORDER BY started_unix_ms DESC, session_id LIMIT ?4"));
+  if (!q.ok()) return q.status();
+  q->BindInt(1, filter.active_only() ? 1 : 0).BindText(2, filter.principal());
+  q->BindText(3, filter.connection()).BindInt(4, EffectiveLimit(filter.limit()));
+  std::vector<pgward::v1::SessionRecord> out;
+  while (true) {
+    absl::StatusOr<bool> row = q->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return out;
+    pgward::v1::SessionRecord& s = out.emplace_back();
+    s.set_session_id(q->Text(0));
+    s.set_principal(q->Text(1));
+    s.set_issuer(q->Text(2));
+    s.set_connection(q->Text(3));
+    s.set_agent(q->Text(4));
+    s.set_client_addr(q->Text(5));
+    s.set_application_name(q->Text(6));
+    s.set_caller_user(q->Text(7));
+    s.set_started_unix_ms(q->Int(8));
+    s.set_ended_unix_ms(q->Int(9));
+    s.set_end_reason(q->Text(10));
+    s.set_statements(static_cast<uint64_t>(q->Int(11)));
+  }
+}
+
+absl::Status Store::InsertStatementEvents(
+    const std::string& agent, const std::string& boot_id,
+    const std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>>& events) {
+  if (events.empty()) return absl::OkStatus();
+  absl::MutexLock lock(&mu_);
+  return InTransaction(*db_, [&]() -> absl::Status {
+    for (const auto& [seq, e] : events) {
+      absl::StatusOr<Statement> q = db_->Prepare(
+          "INSERT INTO statement_events(agent, boot_id, seq, session_id, time_unix_us, protocol,"
+          " statement, fingerprint, command_tag, rows, sqlstate, error, duration_us, decision, rule,"
+          " reviewer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+          " ON CONFLICT (agent, boot_id, seq) DO NOTHING");
+      if (!q.ok()) return q.status();
+      // seq is a uint64 on the wire; SQLite integers are signed 64-bit. Sequence numbers
+      // start at 1 per agent boot and never approach 2^63, and the cast round-trips anyway.
+      q->BindText(1, agent).BindText(2, boot_id).BindInt(3, static_cast<int64_t>(seq));
+      q->BindText(4, e.session_id()).BindInt(5, e.time_unix_us()).BindText(6, e.protocol());
+      q->BindText(7, e.statement()).BindText(8, e.fingerprint()).BindText(9, e.command_tag());
+      q->BindInt(10, e.rows()).BindText(11, e.sqlstate()).BindText(12, e.error());
+      q->BindInt(13, e.duration_us()).BindText(14, e.decision()).BindText(15, e.rule());
+      q->BindText(16, e.reviewer());
+      if (absl::Status s = q->Run(); !s.ok()) return s;
+      if (db_->Changes() == 0) continue;  // a replay of an event already stored
+      absl::StatusOr<Statement> bump =
+          db_->Prepare("UPDATE sessions SET statements = statements + 1 WHERE session_id = ?");
+      if (!bump.ok()) return bump.status();
+      bump->BindText(1, e.session_id());
+      if (absl::Status s = bump->Run(); !s.ok()) return s;
+    }
+    return absl::OkStatus();
+  });
+}
+
+absl::StatusOr<std::vector<pgward::v1::AuditRow>> Store::ListAudit(const pgward::v1::ListAuditRequest& filter) {
+  absl::MutexLock lock(&mu_);
+  // LEFT JOIN: an event whose session row is missing (it should not happen, but the agent's
+  // word is all we have) still shows up rather than vanishing from the audit.
+  absl::StatusOr<Statement> q = db_->Prepare(
+      "SELECT e.id, e.time_unix_us, e.session_id, COALESCE(s.principal, ''), COALESCE(s.issuer, ''),"
+      " COALESCE(s.connection, ''), COALESCE(s.agent, e.agent), COALESCE(s.client_addr, ''),"
+      " e.protocol, e.statement, e.fingerprint, e.command_tag, e.rows, e.sqlstate, e.error,"
+      " e.duration_us, e.decision, e.rule, e.reviewer"
+      " FROM statement_events e LEFT JOIN sessions s ON s.session_id = e.session_id"
+      " WHERE (?1 = '' OR s.principal = ?1) AND (?2 = '' OR s.connection = ?2)"
+      " AND e.time_unix_us >= ?3 AND (?4 = '' OR e.session_id = ?4)"
+      " ORDER BY e.time_unix_us DESC, e.id DESC LIMIT ?5");
+  if (!q.ok()) return q.status();
+  q->BindText(1, filter.principal()).BindText(2, filter.connection());
+  q->BindInt(3, filter.since_unix_ms() * 1000).BindText(4, filter.session_id());
+  q->BindInt(5, EffectiveLimit(filter.limit()));
+  std::vector<pgward::v1::AuditRow> out;
+  while (true) {
+    absl::StatusOr<bool> row = q->Step();
+    if (!row.ok()) return row.status();
+    if (!*row) return out;
+    pgward::v1::AuditRow& r = out.emplace_back();
+    r.set_id(q->Int(0));
+    r.set_time_unix_us(q->Int(1));
+    r.set_session_id(q->Text(2));
+    r.set_principal(q->Text(3));
+    r.set_issuer(q->Text(4));
+    r.set_connection(q->Text(5));
+    r.set_agent(q->Text(6));
+    r.set_client_addr(q->Text(7));
+    r.set_protocol(q->Text(8));
+    r.set_statement(q->Text(9));
+    r.set_fingerprint(q->Text(10));
+    r.set_command_tag(q->Text(11));
+    r.set_rows(q->Int(12));
+    r.set_sqlstate(q->Text(13));
+    r.set_error(q->Text(14));
+    r.set_duration_us(q->Int(15));
+    r.set_decision(q->Text(16));
+    r.set_rule(q->Text(17));
+    r.set_reviewer(q->Text(18));
+  }
+}
+
+}  // namespace pgward::store

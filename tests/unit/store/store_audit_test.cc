@@ -1,0 +1,182 @@
+// Store: sessions, idempotent statement events and the audit query.
+#include <catch2/catch.hpp>
+
+#include "gateway/store/store.h"
+
+namespace pgward::store {
+namespace {
+
+std::unique_ptr<Store> OpenMemory() {
+  auto store = Store::Open(":memory:");
+  REQUIRE(store.ok());
+  return *std::move(store);
+}
+
+pgward::v1::SessionRecord Session(const std::string& id, const std::string& principal,
+                                  const std::string& connection, int64_t started) {
+  pgward::v1::SessionRecord s;
+  s.set_session_id(id);
+  s.set_principal(principal);
+  s.set_issuer("https://idp.example");
+  s.set_connection(connection);
+  s.set_agent("edge-1");
+  s.set_client_addr("192.0.2.10:40000");
+  s.set_application_name("psql");
+  s.set_caller_user("ignored");
+  s.set_started_unix_ms(started);
+  return s;
+}
+
+pgward::v1::StatementEvent Event(const std::string& session, int64_t time_us, const std::string& sql) {
+  pgward::v1::StatementEvent e;
+  e.set_session_id(session);
+  e.set_time_unix_us(time_us);
+  e.set_protocol("simple");
+  e.set_statement(sql);
+  e.set_fingerprint("fp");
+  e.set_command_tag("SELECT 1");
+  e.set_rows(1);
+  e.set_duration_us(42);
+  e.set_decision("allowed");
+  e.set_rule("g_1");
+  return e;
+}
+
+TEST_CASE("sessions are inserted, listed newest first, ended once and recovered at start", "[store][sessions]") {
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1000)).ok());
+  REQUIRE(store->InsertSession(Session("s2", "bot", "crm", 2000)).ok());
+  REQUIRE(store->InsertSession(Session("s3", "human", "app", 3000)).ok());
+  CHECK(store->InsertSession(Session("s1", "bot", "app", 1000)).code() == absl::StatusCode::kAlreadyExists);
+
+  auto all = store->ListSessions({});
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 3);
+  CHECK((*all)[0].session_id() == "s3");
+  CHECK((*all)[2].session_id() == "s1");
+  CHECK((*all)[2].client_addr() == "192.0.2.10:40000");
+
+  REQUIRE(store->EndSession("s1", 5000, "client_terminate").ok());
+  REQUIRE(store->EndSession("s1", 6000, "killed").ok());  // first end wins
+  CHECK(store->EndSession("nope", 1, "x").code() == absl::StatusCode::kNotFound);
+
+  pgward::v1::ListSessionsRequest active;
+  active.set_active_only(true);
+  auto live = store->ListSessions(active);
+  REQUIRE(live.ok());
+  CHECK(live->size() == 2);
+
+  pgward::v1::ListSessionsRequest bot_app;
+  bot_app.set_principal("bot");
+  bot_app.set_connection("app");
+  auto one = store->ListSessions(bot_app);
+  REQUIRE(one.ok());
+  REQUIRE(one->size() == 1);
+  CHECK((*one)[0].ended_unix_ms() == 5000);
+  CHECK((*one)[0].end_reason() == "client_terminate");
+
+  pgward::v1::ListSessionsRequest limited;
+  limited.set_limit(1);
+  CHECK(store->ListSessions(limited)->size() == 1);
+
+  REQUIRE(store->EndAllOpenSessions(9000, "gateway_restart").ok());
+  CHECK(store->ListSessions(active)->empty());
+  auto after = store->ListSessions({});
+  REQUIRE(after.ok());
+  CHECK((*after)[0].end_reason() == "gateway_restart");
+  CHECK((*after)[2].end_reason() == "client_terminate");
+}
+
+TEST_CASE("replayed statement events are stored once and counted once", "[store][audit]") {
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1000)).ok());
+  std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> batch = {
+      {1, Event("s1", 1'000'000, "SELECT $1")}, {2, Event("s1", 1'000'500, "SELECT 2")}};
+  REQUIRE(store->InsertStatementEvents("edge-1", "boot-a", batch).ok());
+  // Reconnect: the agent resends seq 2 with a new seq 3.
+  std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> replay = {
+      {2, Event("s1", 1'000'500, "SELECT 2")}, {3, Event("s1", 1'001'000, "SELECT 3")}};
+  REQUIRE(store->InsertStatementEvents("edge-1", "boot-a", replay).ok());
+  // Same seq from a new agent boot is a different event.
+  REQUIRE(store->InsertStatementEvents("edge-1", "boot-b", {{1, Event("s1", 1'002'000, "SELECT 4")}}).ok());
+
+  auto rows = store->ListAudit({});
+  REQUIRE(rows.ok());
+  CHECK(rows->size() == 4);
+  auto sessions = store->ListSessions({});
+  REQUIRE(sessions.ok());
+  CHECK((*sessions)[0].statements() == 4);
+}
+
+TEST_CASE("audit rows carry the session's identity and honour filters, limit and order", "[store][audit]") {
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1000)).ok());
+  REQUIRE(store->InsertSession(Session("s2", "human", "crm", 1000)).ok());
+  std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> events;
+  uint64_t seq = 0;
+  for (int i = 0; i < 5; ++i) events.push_back({++seq, Event("s1", 10'000'000 + i * 1'000'000, "app" + std::to_string(i))});
+  for (int i = 0; i < 3; ++i) events.push_back({++seq, Event("s2", 10'500'000 + i * 1'000'000, "crm" + std::to_string(i))});
+  events.back().second.set_decision("denied");
+  events.back().second.set_sqlstate("42501");
+  events.back().second.set_error("permission denied by pgward policy");
+  REQUIRE(store->InsertStatementEvents("edge-1", "boot", events).ok());
+
+  auto all = store->ListAudit({});
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 8);
+  for (size_t i = 1; i < all->size(); ++i) CHECK((*all)[i - 1].time_unix_us() >= (*all)[i].time_unix_us());
+  const pgward::v1::AuditRow& newest = (*all)[0];
+  CHECK(newest.statement() == "app4");
+  CHECK(newest.principal() == "bot");
+  CHECK(newest.issuer() == "https://idp.example");
+  CHECK(newest.connection() == "app");
+  CHECK(newest.agent() == "edge-1");
+  CHECK(newest.client_addr() == "192.0.2.10:40000");
+  CHECK(newest.protocol() == "simple");
+  CHECK(newest.rows() == 1);
+  CHECK(newest.duration_us() == 42);
+  CHECK(newest.rule() == "g_1");
+  CHECK(newest.id() > 0);
+
+  pgward::v1::ListAuditRequest by_principal;
+  by_principal.set_principal("human");
+  auto human = store->ListAudit(by_principal);
+  REQUIRE(human.ok());
+  REQUIRE(human->size() == 3);
+  CHECK((*human)[0].decision() == "denied");
+  CHECK((*human)[0].sqlstate() == "42501");
+
+  pgward::v1::ListAuditRequest by_connection;
+  by_connection.set_connection("app");
+  CHECK(store->ListAudit(by_connection)->size() == 5);
+
+  pgward::v1::ListAuditRequest by_session;
+  by_session.set_session_id("s2");
+  CHECK(store->ListAudit(by_session)->size() == 3);
+
+  pgward::v1::ListAuditRequest since;
+  since.set_since_unix_ms(13'000);  // 13 s: app3 and app4; crm2 at 12.5 s is before
+  auto recent = store->ListAudit(since);
+  REQUIRE(recent.ok());
+  CHECK(recent->size() == 2);
+
+  pgward::v1::ListAuditRequest limited;
+  limited.set_limit(2);
+  auto two = store->ListAudit(limited);
+  REQUIRE(two.ok());
+  REQUIRE(two->size() == 2);
+  CHECK((*two)[0].statement() == "app4");
+  CHECK((*two)[1].statement() == "app3");
+}
+
+TEST_CASE("the default audit limit is 100", "[store][audit]") {
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1)).ok());
+  std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> events;
+  for (uint64_t i = 1; i <= 150; ++i) events.push_back({i, Event("s1", static_cast<int64_t>(i), "x")});
+  REQUIRE(store->InsertStatementEvents("edge-1", "boot", events).ok());
+  CHECK(store->ListAudit({})->size() == 100);
+}
+
+}  // namespace
+}  // namespace pgward::store

@@ -1,0 +1,283 @@
+// Store: schema migrations, agents, connections and grants.
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+
+#include "common/crypto/token_hash.h"
+#include "gateway/store/migrations.h"
+#include "gateway/store/store.h"
+#include "tests/unit/store/temp_dir.h"
+
+namespace pgward::store {
+namespace {
+
+using pgward::testing::TempDir;
+
+std::unique_ptr<Store> OpenOrDie(const std::string& path) {
+  absl::StatusOr<std::unique_ptr<Store>> store = Store::Open(path);
+  INFO(store.status().ToString());
+  REQUIRE(store.ok());
+  return *std::move(store);
+}
+
+// Runs SQL on the file directly, bypassing Store, to set up old or foreign schemas.
+void RawExec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  char* error = nullptr;
+  const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+  INFO((error != nullptr ? error : ""));
+  sqlite3_free(error);
+  sqlite3_close(db);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+pgward::v1::Connection MakeConnection(const std::string& name, const std::string& agent) {
+  pgward::v1::Connection c;
+  c.set_name(name);
+  c.set_agent(agent);
+  c.set_host("db.internal");
+  c.set_port(5432);
+  c.set_database("app");
+  c.set_user("app_rw");
+  c.set_password_ref("agent-env:PGPASSWORD");
+  c.set_sslmode("prefer");
+  return c;
+}
+
+pgward::v1::Grant PrincipalGrant(const std::string& principal, const std::string& connection) {
+  pgward::v1::Grant g;
+  g.set_principal(principal);
+  g.set_connection(connection);
+  g.mutable_policy()->set_mode(pgward::v1::MODE_READ_ONLY);
+  return g;
+}
+
+TEST_CASE("a fresh database is migrated to the latest version and reopening is a no-op", "[store][migrations]") {
+  TempDir dir;
+  const std::string path = dir.File("pgward.db");
+  {
+    auto store = OpenOrDie(path);
+    CHECK(store->SchemaVersion() == LatestSchemaVersion());
+    REQUIRE(store->CreateAgent("a1", crypto::HashToken("t")).ok());
+  }
+  auto again = OpenOrDie(path);
+  CHECK(again->SchemaVersion() == LatestSchemaVersion());
+  auto agents = again->ListAgents();
+  REQUIRE(agents.ok());
+  CHECK(agents->size() == 1);
+
+  struct stat st {};
+  REQUIRE(stat(path.c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+}
+
+TEST_CASE("a version 1 database is migrated forward keeping its rows", "[store][migrations]") {
+  TempDir dir;
+  const std::string path = dir.File("pgward.db");
+  REQUIRE(Migrations().size() >= 2);
+  RawExec(path, std::string("CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);") +
+                    Migrations()[0].sql +
+                    "INSERT INTO schema_migrations VALUES (1, 0);"
+                    "INSERT INTO agents(name, token_hash, created_unix_ms) VALUES ('old', 'sha256:x', 1);");
+  auto store = OpenOrDie(path);
+  CHECK(store->SchemaVersion() == LatestSchemaVersion());
+  auto agents = store->ListAgents();
+  REQUIRE(agents.ok());
+  REQUIRE(agents->size() == 1);
+  CHECK((*agents)[0].name() == "old");
+  // Version 2 tables are usable.
+  pgward::v1::SessionRecord s;
+  s.set_session_id("s1");
+  CHECK(store->InsertSession(s).ok());
+}
+
+TEST_CASE("a database written by a newer pgward is refused", "[store][migrations]") {
+  TempDir dir;
+  const std::string path = dir.File("pgward.db");
+  { OpenOrDie(path); }
+  RawExec(path, "INSERT INTO schema_migrations VALUES (" + std::to_string(LatestSchemaVersion() + 1) + ", 0);");
+  auto store = Store::Open(path);
+  REQUIRE_FALSE(store.ok());
+  CHECK(store.status().code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(std::string(store.status().message()).find("newer") != std::string::npos);
+}
+
+TEST_CASE("agents are created once, authenticate by token hash and are touched", "[store][agents]") {
+  auto store = OpenOrDie(":memory:");
+  REQUIRE(store->CreateAgent("edge-1", crypto::HashToken("secret-token")).ok());
+  CHECK(store->CreateAgent("edge-1", crypto::HashToken("other")).code() == absl::StatusCode::kAlreadyExists);
+
+  CHECK(store->AuthenticateAgent("edge-1", "secret-token").ok());
+  const absl::Status wrong = store->AuthenticateAgent("edge-1", "wrong");
+  const absl::Status unknown = store->AuthenticateAgent("nobody", "secret-token");
+  CHECK(wrong.code() == absl::StatusCode::kUnauthenticated);
+  CHECK(unknown.code() == absl::StatusCode::kUnauthenticated);
+  CHECK(wrong.message() == unknown.message());
+
+  REQUIRE(store->TouchAgent("edge-1", 12345, "0.1.0", "10.0.0.7:5555").ok());
+  CHECK(store->TouchAgent("nobody", 1, "", "").code() == absl::StatusCode::kNotFound);
+  auto agents = store->ListAgents();
+  REQUIRE(agents.ok());
+  REQUIRE(agents->size() == 1);
+  CHECK((*agents)[0].last_seen_unix_ms() == 12345);
+  CHECK((*agents)[0].version() == "0.1.0");
+  CHECK((*agents)[0].peer() == "10.0.0.7:5555");
+  CHECK((*agents)[0].created_unix_ms() > 0);
+}
+
+TEST_CASE("an agent used by a connection cannot be deleted", "[store][agents]") {
+  auto store = OpenOrDie(":memory:");
+  REQUIRE(store->CreateAgent("edge-1", "h").ok());
+  REQUIRE(store->CreateConnection(MakeConnection("app", "edge-1"), "").ok());
+  const absl::Status busy = store->DeleteAgent("edge-1");
+  CHECK(busy.code() == absl::StatusCode::kFailedPrecondition);
+  CHECK(std::string(busy.message()).find("app") != std::string::npos);
+  REQUIRE(store->DeleteConnection("app").ok());
+  CHECK(store->DeleteAgent("edge-1").ok());
+  CHECK(store->DeleteAgent("edge-1").code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("connections are created, read, updated by field and deleted with their grants", "[store][connections]") {
+  auto store = OpenOrDie(":memory:");
+  REQUIRE(store->CreateAgent("edge-1", "h").ok());
+  REQUIRE(store->CreateAgent("edge-2", "h").ok());
+  CHECK(store->CreateConnection(MakeConnection("app", "ghost"), "").code() == absl::StatusCode::kNotFound);
+  REQUIRE(store->CreateConnection(MakeConnection("app", "edge-1"), "sealed-bytes").ok());
+  CHECK(store->CreateConnection(MakeConnection("app", "edge-1"), "").code() == absl::StatusCode::kAlreadyExists);
+
+  auto got = store->GetConnection("app");
+  REQUIRE(got.ok());
+  CHECK(got->host() == "db.internal");
+  CHECK(got->port() == 5432);
+  CHECK(got->created_unix_ms() > 0);
+  CHECK(*store->GetSealedPassword("app") == "sealed-bytes");
+  CHECK(store->GetConnection("nope").status().code() == absl::StatusCode::kNotFound);
+
+  pgward::v1::Connection change;
+  change.set_name("app");
+  change.set_port(6432);
+  change.set_host("ignored-because-not-listed");
+  change.set_agent("edge-2");
+  REQUIRE(store->UpdateConnection(change, {"port", "agent"}, std::nullopt).ok());
+  got = store->GetConnection("app");
+  REQUIRE(got.ok());
+  CHECK(got->port() == 6432);
+  CHECK(got->agent() == "edge-2");
+  CHECK(got->host() == "db.internal");
+  CHECK(*store->GetSealedPassword("app") == "sealed-bytes");
+
+  REQUIRE(store->UpdateConnection(change, {}, std::string("new-sealed")).ok());
+  CHECK(*store->GetSealedPassword("app") == "new-sealed");
+  CHECK(store->UpdateConnection(change, {"name"}, std::nullopt).code() == absl::StatusCode::kInvalidArgument);
+  change.set_agent("ghost");
+  CHECK(store->UpdateConnection(change, {"agent"}, std::nullopt).code() == absl::StatusCode::kNotFound);
+  change.set_name("nope");
+  CHECK(store->UpdateConnection(change, {"port"}, std::nullopt).code() == absl::StatusCode::kNotFound);
+
+  REQUIRE(store->CreateGrant(PrincipalGrant("bot", "app")).ok());
+  REQUIRE(store->DeleteConnection("app").ok());
+  auto grants = store->ListGrants({});
+  REQUIRE(grants.ok());
+  CHECK(grants->empty());
+  CHECK(store->DeleteConnection("app").code() == absl::StatusCode::kNotFound);
+  auto list = store->ListConnections();
+  REQUIRE(list.ok());
+  CHECK(list->empty());
+}
+
+TEST_CASE("grants get an id, keep their policy, filter and delete", "[store][grants]") {
+  auto store = OpenOrDie(":memory:");
+  REQUIRE(store->CreateAgent("edge", "h").ok());
+  REQUIRE(store->CreateConnection(MakeConnection("app", "edge"), "").ok());
+  REQUIRE(store->CreateConnection(MakeConnection("crm", "edge"), "").ok());
+
+  CHECK(store->CreateGrant(PrincipalGrant("bot", "missing")).status().code() == absl::StatusCode::kNotFound);
+  pgward::v1::Grant both = PrincipalGrant("bot", "app");
+  both.set_group("ops");
+  CHECK(store->CreateGrant(both).status().code() == absl::StatusCode::kInvalidArgument);
+
+  pgward::v1::Grant classes = PrincipalGrant("bot", "app");
+  classes.mutable_policy()->set_mode(pgward::v1::MODE_STATEMENT_CLASSES);
+  classes.mutable_policy()->add_statement_classes("read");
+  classes.mutable_policy()->add_statement_classes("copy_out");
+  classes.set_created_by("admin.key");
+  auto g1 = store->CreateGrant(classes);
+  REQUIRE(g1.ok());
+  CHECK(g1->id().rfind("g_", 0) == 0);
+  CHECK(g1->id().size() == 18);
+  CHECK(g1->created_unix_ms() > 0);
+  pgward::v1::Grant group = PrincipalGrant("", "crm");
+  group.set_group("ops");
+  auto g2 = store->CreateGrant(group);
+  REQUIRE(g2.ok());
+  CHECK(g2->id() != g1->id());
+
+  auto all = store->ListGrants({});
+  REQUIRE(all.ok());
+  CHECK(all->size() == 2);
+  pgward::v1::ListGrantsRequest by_principal;
+  by_principal.set_principal("bot");
+  auto bots = store->ListGrants(by_principal);
+  REQUIRE(bots.ok());
+  REQUIRE(bots->size() == 1);
+  CHECK((*bots)[0].policy().statement_classes_size() == 2);
+  CHECK((*bots)[0].created_by() == "admin.key");
+  pgward::v1::ListGrantsRequest by_connection;
+  by_connection.set_connection("crm");
+  auto crm = store->ListGrants(by_connection);
+  REQUIRE(crm.ok());
+  REQUIRE(crm->size() == 1);
+  CHECK((*crm)[0].group() == "ops");
+
+  REQUIRE(store->DeleteGrant(g1->id()).ok());
+  CHECK(store->DeleteGrant(g1->id()).code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("FindGrants matches principal, group, issuer and expiry", "[store][grants]") {
+  auto store = OpenOrDie(":memory:");
+  REQUIRE(store->CreateAgent("edge", "h").ok());
+  REQUIRE(store->CreateConnection(MakeConnection("app", "edge"), "").ok());
+  REQUIRE(store->CreateConnection(MakeConnection("other", "edge"), "").ok());
+  const std::string idp = "https://idp.example";
+  const int64_t now = 1'000'000;
+
+  auto add = [&](const std::string& principal, const std::string& group, const std::string& issuer,
+                 int64_t expires, const std::string& connection = "app") {
+    pgward::v1::Grant g = PrincipalGrant(principal, connection);
+    g.set_group(group);
+    g.set_issuer(issuer);
+    g.set_expires_unix_ms(expires);
+    auto created = store->CreateGrant(g);
+    REQUIRE(created.ok());
+    return created->id();
+  };
+  const std::string any_issuer = add("bot", "", "", 0);
+  const std::string right_issuer = add("bot", "", idp, now + 1);
+  add("bot", "", "https://elsewhere", 0);      // wrong issuer
+  add("bot", "", "", now);                       // expired exactly now
+  add("bot", "", "", 0, "other");                // other connection
+  add("someone-else", "", "", 0);                // other principal
+  const std::string group_grant = add("", "analysts", "", 0);
+  add("", "admins", "", 0);                      // a group the caller is not in
+
+  auto found = store->FindGrants(idp, "bot", {"analysts", "readers"}, "app", now);
+  REQUIRE(found.ok());
+  std::vector<std::string> ids;
+  for (const auto& g : *found) ids.push_back(g.id());
+  std::sort(ids.begin(), ids.end());
+  std::vector<std::string> expected = {any_issuer, right_issuer, group_grant};
+  std::sort(expected.begin(), expected.end());
+  CHECK(ids == expected);
+
+  auto none = store->FindGrants(idp, "stranger", {}, "app", now);
+  REQUIRE(none.ok());
+  CHECK(none->empty());
+  auto later = store->FindGrants(idp, "bot", {}, "app", now + 1);
+  REQUIRE(later.ok());
+  CHECK(later->size() == 1);  // right_issuer expired; any_issuer remains
+}
+
+}  // namespace
+}  // namespace pgward::store
