@@ -1,0 +1,31 @@
+// What AdminService needs from the rest of the gateway: who may administer, and what is live
+// right now (agents online, sessions running). The gateway implements these; tests fake them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace pgward::admin {
+
+class AdminAuthorizer {
+ public:
+  virtual ~AdminAuthorizer() = default;
+  // `bearer` is the value after "Bearer " in the authorization metadata (contract section 6).
+  // Returns the admin identity for logs and created_by; UNAUTHENTICATED or PERMISSION_DENIED.
+  virtual absl::StatusOr<std::string> Authorize(std::string_view bearer) = 0;
+};
+
+class LiveDirectory {
+ public:
+  virtual ~LiveDirectory() = default;
+  virtual bool AgentOnline(const std::string& agent) = 0;
+  virtual uint32_t ActiveSessions(const std::string& agent) = 0;
+  // Ends a live session (the caller sees 57P01). NOT_FOUND if it is not live.
+  virtual absl::Status KillSession(const std::string& session_id) = 0;
+};
+
+}  // namespace pgward::admin

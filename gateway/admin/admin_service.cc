@@ -1,0 +1,326 @@
+// AdminService handlers: see admin_service.h.
+#include "gateway/admin/admin_service.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/crypto/random.h"
+#include "common/crypto/token_hash.h"
+#include "common/util/log.h"
+#include "gateway/admin/admin_validation.h"
+
+namespace pgward::admin {
+namespace {
+
+int64_t NowUnixMs() { return absl::ToUnixMillis(absl::Now()); }
+
+// absl and gRPC share the canonical code numbering. Internal details (SQLite messages, file
+// paths) stay in the gateway log; the caller gets a pointer to it.
+grpc::Status ToGrpc(const absl::Status& s, const char* method) {
+  if (s.ok()) return grpc::Status::OK;
+  switch (s.code()) {
+    case absl::StatusCode::kInternal:
+    case absl::StatusCode::kUnknown:
+    case absl::StatusCode::kDataLoss:
+      Log(LogLevel::kError, "admin", method, ": ", s.ToString());
+      return grpc::Status(static_cast<grpc::StatusCode>(s.code()), "internal error in the gateway store; see the gateway log");
+    default:
+      return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+  }
+}
+
+// The Connection fields UpdateConnection may change (the name selects the row).
+constexpr absl::string_view kUpdatableFields[] = {"agent", "host", "port", "database", "user",
+                                                 "password_ref", "sslmode", "ca_file"};
+
+void CopyField(absl::string_view field, const pgward::v1::Connection& from, pgward::v1::Connection& to) {
+  if (field == "agent") to.set_agent(from.agent());
+  if (field == "host") to.set_host(from.host());
+  if (field == "port") to.set_port(from.port());
+  if (field == "database") to.set_database(from.database());
+  if (field == "user") to.set_user(from.user());
+  if (field == "password_ref") to.set_password_ref(from.password_ref());
+  if (field == "sslmode") to.set_sslmode(from.sslmode());
+  if (field == "ca_file") to.set_ca_file(from.ca_file());
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> AdminServiceImpl::AuthorizeCall(const grpc::CallbackServerContext& ctx) {
+  const auto& metadata = ctx.client_metadata();
+  auto it = metadata.find("authorization");
+  if (it == metadata.end()) return authorizer_.Authorize("");
+  const absl::string_view value(it->second.data(), it->second.size());
+  // The auth scheme is case-insensitive (RFC 7235 section 2.1).
+  if (value.size() < 7 || !absl::EqualsIgnoreCase(value.substr(0, 7), "Bearer ")) return authorizer_.Authorize("");
+  const absl::string_view bearer = absl::StripAsciiWhitespace(value.substr(7));
+  return authorizer_.Authorize(std::string_view(bearer.data(), bearer.size()));
+}
+
+template <typename Handler>
+grpc::ServerUnaryReactor* AdminServiceImpl::Serve(grpc::CallbackServerContext* ctx, const char* method,
+                                                  Handler&& handler) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  absl::StatusOr<std::string> admin = AuthorizeCall(*ctx);
+  absl::Status status;
+  if (!admin.ok()) {
+    Log(LogLevel::kWarn, "admin", method, " refused for ", ctx->peer(), ": ", admin.status().message());
+    status = admin.status();
+  } else {
+    status = handler(*admin);
+  }
+  reactor->Finish(ToGrpc(status, method));
+  return reactor;
+}
+
+// --- agents
+
+grpc::ServerUnaryReactor* AdminServiceImpl::CreateAgent(grpc::CallbackServerContext* ctx,
+                                                        const pgward::v1::CreateAgentRequest* req,
+                                                        pgward::v1::CreateAgentResponse* resp) {
+  return Serve(ctx, "CreateAgent", [&](const std::string& admin) -> absl::Status {
+    if (absl::Status s = ValidateName("agent", req->name()); !s.ok()) return s;
+    // Shown once in the response; only the hash is stored (contract section 6).
+    std::string token = crypto::RandomToken();
+    if (absl::Status s = store_.CreateAgent(req->name(), crypto::HashToken(token)); !s.ok()) return s;
+    resp->mutable_agent()->set_name(req->name());
+    resp->mutable_agent()->set_created_unix_ms(NowUnixMs());
+    resp->set_token(std::move(token));
+    Log(LogLevel::kInfo, "admin", admin, " created agent ", req->name());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListAgents(grpc::CallbackServerContext* ctx,
+                                                       const pgward::v1::ListAgentsRequest*,
+                                                       pgward::v1::ListAgentsResponse* resp) {
+  return Serve(ctx, "ListAgents", [&](const std::string&) -> absl::Status {
+    absl::StatusOr<std::vector<pgward::v1::Agent>> agents = store_.ListAgents();
+    if (!agents.ok()) return agents.status();
+    for (pgward::v1::Agent& a : *agents) {
+      a.set_online(live_.AgentOnline(a.name()));
+      a.set_active_sessions(live_.ActiveSessions(a.name()));
+      *resp->add_agents() = std::move(a);
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::DeleteAgent(grpc::CallbackServerContext* ctx,
+                                                        const pgward::v1::DeleteAgentRequest* req,
+                                                        pgward::v1::DeleteAgentResponse*) {
+  return Serve(ctx, "DeleteAgent", [&](const std::string& admin) -> absl::Status {
+    if (absl::Status s = ValidateName("agent", req->name()); !s.ok()) return s;
+    if (absl::Status s = store_.DeleteAgent(req->name()); !s.ok()) return s;
+    Log(LogLevel::kInfo, "admin", admin, " deleted agent ", req->name());
+    return absl::OkStatus();
+  });
+}
+
+// --- connections
+
+grpc::ServerUnaryReactor* AdminServiceImpl::CreateConnection(grpc::CallbackServerContext* ctx,
+                                                             const pgward::v1::CreateConnectionRequest* req,
+                                                             pgward::v1::Connection* resp) {
+  return Serve(ctx, "CreateConnection",
+               [&](const std::string& admin) { return DoCreateConnection(admin, *req, *resp); });
+}
+
+absl::Status AdminServiceImpl::DoCreateConnection(const std::string& admin,
+                                                  const pgward::v1::CreateConnectionRequest& req,
+                                                  pgward::v1::Connection& resp) {
+  pgward::v1::Connection c = req.connection();
+  c.set_created_unix_ms(0);
+  if (c.sslmode().empty()) c.set_sslmode("prefer");  // libpq's default
+  if (absl::Status s = ValidateConnection(c); !s.ok()) return s;
+  std::string sealed;
+  if (IsGatewayPasswordRef(c.password_ref())) {
+    if (req.password_value().empty()) {
+      return absl::InvalidArgumentError("password_ref gateway: needs a password value (--password-file or --password-stdin)");
+    }
+    sealed = secrets_.Seal(req.password_value());
+  } else if (!req.password_value().empty()) {
+    return absl::InvalidArgumentError("a password value is only accepted with password_ref gateway:");
+  }
+  if (absl::Status s = store_.CreateConnection(c, sealed); !s.ok()) return s;
+  absl::StatusOr<pgward::v1::Connection> stored = store_.GetConnection(c.name());
+  if (!stored.ok()) return stored.status();
+  resp = *std::move(stored);
+  Log(LogLevel::kInfo, "admin", admin, " created connection ", c.name(), " on agent ", c.agent());
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::UpdateConnection(grpc::CallbackServerContext* ctx,
+                                                             const pgward::v1::UpdateConnectionRequest* req,
+                                                             pgward::v1::Connection* resp) {
+  return Serve(ctx, "UpdateConnection",
+               [&](const std::string& admin) { return DoUpdateConnection(admin, *req, *resp); });
+}
+
+absl::Status AdminServiceImpl::DoUpdateConnection(const std::string& admin,
+                                                  const pgward::v1::UpdateConnectionRequest& req,
+                                                  pgward::v1::Connection& resp) {
+  const pgward::v1::Connection& change = req.connection();
+  if (absl::Status s = ValidateName("connection", change.name()); !s.ok()) return s;
+  std::vector<std::string> fields;
+  for (const std::string& f : req.update_fields()) {
+    if (f == "password_value") continue;  // carried in its own request field
+    if (std::find(std::begin(kUpdatableFields), std::end(kUpdatableFields), f) == std::end(kUpdatableFields)) {
+      return absl::InvalidArgumentError(absl::StrCat("connection field \"", f.substr(0, 40),
+                                                     "\" cannot be updated; updatable: agent, host, port, database,"
+                                                     " user, password_ref, sslmode, ca_file"));
+    }
+    fields.push_back(f);
+  }
+  if (fields.empty() && req.password_value().empty()) return absl::InvalidArgumentError("nothing to update");
+  absl::StatusOr<pgward::v1::Connection> current = store_.GetConnection(change.name());
+  if (!current.ok()) return current.status();
+  // Validate the connection as it will be, so a partial update cannot leave it inconsistent.
+  pgward::v1::Connection merged = *current;
+  for (const std::string& f : fields) CopyField(f, change, merged);
+  if (absl::Status s = ValidateConnection(merged); !s.ok()) return s;
+
+  std::optional<std::string> sealed;
+  const bool was_gateway = IsGatewayPasswordRef(current->password_ref());
+  if (IsGatewayPasswordRef(merged.password_ref())) {
+    if (!req.password_value().empty()) {
+      sealed = secrets_.Seal(req.password_value());
+    } else if (!was_gateway) {
+      return absl::InvalidArgumentError("password_ref gateway: needs a password value (--password-file or --password-stdin)");
+    }
+  } else {
+    if (!req.password_value().empty()) {
+      return absl::InvalidArgumentError("a password value is only accepted with password_ref gateway:");
+    }
+    if (was_gateway) sealed = std::string();  // the stored secret is no longer referenced: drop it
+  }
+  if (absl::Status s = store_.UpdateConnection(merged, fields, sealed); !s.ok()) return s;
+  absl::StatusOr<pgward::v1::Connection> stored = store_.GetConnection(change.name());
+  if (!stored.ok()) return stored.status();
+  resp = *std::move(stored);
+  Log(LogLevel::kInfo, "admin", admin, " updated connection ", change.name(),
+      sealed.has_value() && !sealed->empty() ? " (new stored password)" : "");
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListConnections(grpc::CallbackServerContext* ctx,
+                                                            const pgward::v1::ListConnectionsRequest*,
+                                                            pgward::v1::ListConnectionsResponse* resp) {
+  return Serve(ctx, "ListConnections", [&](const std::string&) -> absl::Status {
+    // The store's Connection rows never include the sealed password.
+    absl::StatusOr<std::vector<pgward::v1::Connection>> list = store_.ListConnections();
+    if (!list.ok()) return list.status();
+    for (pgward::v1::Connection& c : *list) *resp->add_connections() = std::move(c);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::DeleteConnection(grpc::CallbackServerContext* ctx,
+                                                             const pgward::v1::DeleteConnectionRequest* req,
+                                                             pgward::v1::DeleteConnectionResponse*) {
+  return Serve(ctx, "DeleteConnection", [&](const std::string& admin) { return DoDeleteConnection(admin, req->name()); });
+}
+
+absl::Status AdminServiceImpl::DoDeleteConnection(const std::string& admin, const std::string& name) {
+  if (absl::Status s = ValidateName("connection", name); !s.ok()) return s;
+  if (absl::Status s = store_.DeleteConnection(name); !s.ok()) return s;
+  Log(LogLevel::kInfo, "admin", admin, " deleted connection ", name, " and its grants");
+  // Access ends with the grants (contract section 4: 57P01 on grant deletion): end the
+  // sessions still running on the connection.
+  pgward::v1::ListSessionsRequest active;
+  active.set_active_only(true);
+  active.set_connection(name);
+  active.set_limit(10000);
+  absl::StatusOr<std::vector<pgward::v1::SessionRecord>> live = store_.ListSessions(active);
+  if (!live.ok()) return live.status();
+  for (const pgward::v1::SessionRecord& s : *live) {
+    absl::Status killed = live_.KillSession(s.session_id());
+    if (!killed.ok() && !absl::IsNotFound(killed)) {
+      Log(LogLevel::kWarn, "admin", "could not end session ", s.session_id(), ": ", killed.message());
+    }
+  }
+  return absl::OkStatus();
+}
+
+// --- grants
+
+grpc::ServerUnaryReactor* AdminServiceImpl::CreateGrant(grpc::CallbackServerContext* ctx,
+                                                        const pgward::v1::CreateGrantRequest* req,
+                                                        pgward::v1::Grant* resp) {
+  return Serve(ctx, "CreateGrant", [&](const std::string& admin) -> absl::Status {
+    pgward::v1::Grant g = req->grant();
+    if (absl::Status s = ValidateGrant(g, NowUnixMs()); !s.ok()) return s;
+    g.set_created_by(admin);
+    g.mutable_policy()->set_grant_id("");  // filled per session from the grant's id
+    absl::StatusOr<pgward::v1::Grant> created = store_.CreateGrant(std::move(g));
+    if (!created.ok()) return created.status();
+    *resp = *std::move(created);
+    Log(LogLevel::kInfo, "admin", admin, " created grant ", resp->id(), " on ", resp->connection(), " for ",
+        resp->principal().empty() ? absl::StrCat("group ", resp->group()) : resp->principal());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerContext* ctx,
+                                                       const pgward::v1::ListGrantsRequest* req,
+                                                       pgward::v1::ListGrantsResponse* resp) {
+  return Serve(ctx, "ListGrants", [&](const std::string&) -> absl::Status {
+    absl::StatusOr<std::vector<pgward::v1::Grant>> grants = store_.ListGrants(*req);
+    if (!grants.ok()) return grants.status();
+    for (pgward::v1::Grant& g : *grants) *resp->add_grants() = std::move(g);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::DeleteGrant(grpc::CallbackServerContext* ctx,
+                                                        const pgward::v1::DeleteGrantRequest* req,
+                                                        pgward::v1::DeleteGrantResponse*) {
+  return Serve(ctx, "DeleteGrant", [&](const std::string& admin) -> absl::Status {
+    if (req->id().empty()) return absl::InvalidArgumentError("grant id is required");
+    if (absl::Status s = store_.DeleteGrant(req->id()); !s.ok()) return s;
+    Log(LogLevel::kInfo, "admin", admin, " deleted grant ", req->id());
+    return absl::OkStatus();
+  });
+}
+
+// --- sessions and audit
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListSessions(grpc::CallbackServerContext* ctx,
+                                                         const pgward::v1::ListSessionsRequest* req,
+                                                         pgward::v1::ListSessionsResponse* resp) {
+  return Serve(ctx, "ListSessions", [&](const std::string&) -> absl::Status {
+    absl::StatusOr<std::vector<pgward::v1::SessionRecord>> sessions = store_.ListSessions(*req);
+    if (!sessions.ok()) return sessions.status();
+    for (pgward::v1::SessionRecord& s : *sessions) *resp->add_sessions() = std::move(s);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::KillSession(grpc::CallbackServerContext* ctx,
+                                                        const pgward::v1::KillSessionRequest* req,
+                                                        pgward::v1::KillSessionResponse*) {
+  return Serve(ctx, "KillSession", [&](const std::string& admin) -> absl::Status {
+    if (req->session_id().empty()) return absl::InvalidArgumentError("session id is required");
+    absl::Status s = live_.KillSession(req->session_id());
+    if (absl::IsNotFound(s)) return absl::NotFoundError(absl::StrCat("session ", req->session_id(), " is not live"));
+    if (!s.ok()) return s;
+    Log(LogLevel::kInfo, "admin", admin, " killed session ", req->session_id());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListAudit(grpc::CallbackServerContext* ctx,
+                                                      const pgward::v1::ListAuditRequest* req,
+                                                      pgward::v1::ListAuditResponse* resp) {
+  return Serve(ctx, "ListAudit", [&](const std::string&) -> absl::Status {
+    absl::StatusOr<std::vector<pgward::v1::AuditRow>> rows = store_.ListAudit(*req);
+    if (!rows.ok()) return rows.status();
+    for (pgward::v1::AuditRow& r : *rows) *resp->add_rows() = std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace pgward::admin

@@ -1,0 +1,97 @@
+// Runs AdminServiceImpl on an in-process gRPC server (127.0.0.1:0, insecure) over an
+// in-memory store, with a scripted LiveDirectory, for the admin tests.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "gateway/admin/admin_key_authorizer.h"
+#include "gateway/admin/admin_service.h"
+
+namespace pgward::admin::testing {
+
+inline constexpr char kAdminKey[] = "test-admin-key-0123456789";
+
+// The gateway's live view, scripted by the test: which agents are online and which sessions
+// run; records kills.
+class ScriptedLiveDirectory : public LiveDirectory {
+ public:
+  bool AgentOnline(const std::string& agent) override {
+    absl::MutexLock lock(&mu_);
+    return online_.contains(agent);
+  }
+  uint32_t ActiveSessions(const std::string& agent) override { return AgentOnline(agent) ? 3 : 0; }
+  absl::Status KillSession(const std::string& session_id) override {
+    absl::MutexLock lock(&mu_);
+    if (!live_sessions_.erase(session_id)) return absl::NotFoundError("not live");
+    killed_.insert(session_id);
+    return absl::OkStatus();
+  }
+  void SetOnline(const std::string& agent) {
+    absl::MutexLock lock(&mu_);
+    online_.insert(agent);
+  }
+  void AddLiveSession(const std::string& id) {
+    absl::MutexLock lock(&mu_);
+    live_sessions_.insert(id);
+  }
+  std::set<std::string> Killed() {
+    absl::MutexLock lock(&mu_);
+    return killed_;
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_set<std::string> online_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> live_sessions_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> killed_ ABSL_GUARDED_BY(mu_);
+};
+
+class AdminHarness {
+ public:
+  AdminHarness()
+      : store_(*store::Store::Open(":memory:")),
+        secrets_(*crypto::SecretBox::FromKey(std::string(32, 'k'))),
+        authorizer_(kAdminKey),
+        service_(*store_, secrets_, authorizer_, live_) {
+    grpc::ServerBuilder builder;
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+    stub_ = pgward::v1::AdminService::NewStub(channel_);
+  }
+  ~AdminHarness() { server_->Shutdown(); }
+
+  // A client context carrying `authorization: <authorization>` (none if empty).
+  static std::unique_ptr<grpc::ClientContext> Context(const std::string& authorization = std::string("Bearer ") +
+                                                                                         kAdminKey) {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    if (!authorization.empty()) ctx->AddMetadata("authorization", authorization);
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    return ctx;
+  }
+
+  pgward::v1::AdminService::Stub& stub() { return *stub_; }
+  store::Store& store() { return *store_; }
+  const crypto::SecretBox& secrets() { return secrets_; }
+  ScriptedLiveDirectory& live() { return live_; }
+
+ private:
+  std::unique_ptr<store::Store> store_;
+  crypto::SecretBox secrets_;
+  AdminKeyAuthorizer authorizer_;
+  ScriptedLiveDirectory live_;
+  AdminServiceImpl service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pgward::v1::AdminService::Stub> stub_;
+};
+
+}  // namespace pgward::admin::testing

@@ -1,0 +1,354 @@
+// AdminService over a real in-process gRPC server: authorization, validation and flows.
+#include <catch2/catch.hpp>
+
+#include "absl/time/clock.h"
+#include "tests/unit/admin/admin_harness.h"
+
+namespace pgward::admin {
+namespace {
+
+using testing::AdminHarness;
+namespace v1 = pgward::v1;
+
+v1::CreateConnectionRequest ConnectionRequest(const std::string& name = "app", const std::string& agent = "edge-1") {
+  v1::CreateConnectionRequest req;
+  v1::Connection& c = *req.mutable_connection();
+  c.set_name(name);
+  c.set_agent(agent);
+  c.set_host("db.internal");
+  c.set_port(5432);
+  c.set_database("app");
+  c.set_user("app_rw");
+  c.set_password_ref("agent-env:APP_PASSWORD");
+  c.set_sslmode("prefer");
+  return req;
+}
+
+v1::CreateGrantRequest GrantRequest(const std::string& principal = "bot", const std::string& connection = "app") {
+  v1::CreateGrantRequest req;
+  req.mutable_grant()->set_principal(principal);
+  req.mutable_grant()->set_connection(connection);
+  req.mutable_grant()->mutable_policy()->set_mode(v1::MODE_READ_ONLY);
+  return req;
+}
+
+void CreateAgent(AdminHarness& h, const std::string& name) {
+  v1::CreateAgentRequest req;
+  req.set_name(name);
+  v1::CreateAgentResponse resp;
+  REQUIRE(h.stub().CreateAgent(AdminHarness::Context().get(), req, &resp).ok());
+}
+
+TEST_CASE("calls without valid admin credentials are refused", "[admin][auth]") {
+  AdminHarness h;
+  const std::string authorization = GENERATE(std::string(""), std::string("Bearer "), std::string("Bearer wrong"),
+                                             std::string("Basic test-admin-key-0123456789"),
+                                             std::string("test-admin-key-0123456789"));
+  v1::ListAgentsResponse resp;
+  const grpc::Status s = h.stub().ListAgents(AdminHarness::Context(authorization).get(), {}, &resp);
+  CHECK(s.error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(s.error_message() == "missing or invalid admin credentials");
+}
+
+TEST_CASE("the bearer scheme is case-insensitive", "[admin][auth]") {
+  AdminHarness h;
+  v1::ListAgentsResponse resp;
+  CHECK(h.stub().ListAgents(AdminHarness::Context(std::string("bearer ") + testing::kAdminKey).get(), {}, &resp).ok());
+}
+
+TEST_CASE("agents are created with a one-time token, listed with live state and deleted", "[admin][agents]") {
+  AdminHarness h;
+  v1::CreateAgentRequest req;
+  req.set_name("edge-1");
+  v1::CreateAgentResponse created;
+  REQUIRE(h.stub().CreateAgent(AdminHarness::Context().get(), req, &created).ok());
+  CHECK(created.agent().name() == "edge-1");
+  CHECK(created.token().size() >= 40);
+  // The store keeps only the hash, and it authenticates the token just shown.
+  CHECK(h.store().AuthenticateAgent("edge-1", created.token()).ok());
+
+  v1::CreateAgentResponse again;
+  CHECK(h.stub().CreateAgent(AdminHarness::Context().get(), req, &again).error_code() == grpc::StatusCode::ALREADY_EXISTS);
+
+  CreateAgent(h, "edge-2");
+  h.live().SetOnline("edge-2");
+  v1::ListAgentsResponse list;
+  REQUIRE(h.stub().ListAgents(AdminHarness::Context().get(), {}, &list).ok());
+  REQUIRE(list.agents_size() == 2);
+  CHECK(list.agents(0).name() == "edge-1");
+  CHECK_FALSE(list.agents(0).online());
+  CHECK(list.agents(1).online());
+  CHECK(list.agents(1).active_sessions() == 3);
+
+  // In use by a connection: refused until the connection is gone.
+  v1::Connection conn;
+  REQUIRE(h.stub().CreateConnection(AdminHarness::Context().get(), ConnectionRequest("app", "edge-1"), &conn).ok());
+  v1::DeleteAgentRequest del;
+  del.set_name("edge-1");
+  v1::DeleteAgentResponse ignored;
+  CHECK(h.stub().DeleteAgent(AdminHarness::Context().get(), del, &ignored).error_code() ==
+        grpc::StatusCode::FAILED_PRECONDITION);
+  v1::DeleteConnectionRequest del_conn;
+  del_conn.set_name("app");
+  v1::DeleteConnectionResponse ignored_conn;
+  REQUIRE(h.stub().DeleteConnection(AdminHarness::Context().get(), del_conn, &ignored_conn).ok());
+  CHECK(h.stub().DeleteAgent(AdminHarness::Context().get(), del, &ignored).ok());
+  CHECK(h.stub().DeleteAgent(AdminHarness::Context().get(), del, &ignored).error_code() == grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_CASE("invalid connections are refused with INVALID_ARGUMENT", "[admin][validation]") {
+  AdminHarness h;
+  CreateAgent(h, "edge-1");
+  using Mutator = void (*)(v1::CreateConnectionRequest&);
+  const auto [what, mutate] = GENERATE(table<const char*, Mutator>({
+      {"empty name", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_name(""); }},
+      {"name with a space", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_name("my db"); }},
+      {"name of 64 chars", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_name(std::string(64, 'a')); }},
+      {"name with a slash", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_name("a/b"); }},
+      {"port 0", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_port(0); }},
+      {"port 65536", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_port(65536); }},
+      {"sslmode allow", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_sslmode("allow"); }},
+      {"empty host", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_host(""); }},
+      {"empty database", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_database(""); }},
+      {"empty user", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_user(""); }},
+      {"unknown password ref", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_password_ref("vault:x"); }},
+      {"env var starting with a digit", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_password_ref("agent-env:1X"); }},
+      {"env var with a dash", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_password_ref("agent-env:A-B"); }},
+      {"empty env var", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_password_ref("agent-env:"); }},
+      {"relative agent file", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_password_ref("agent-file:pw.txt"); }},
+      {"gateway ref without a value", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_password_ref("gateway:"); }},
+      {"value without gateway ref", [](v1::CreateConnectionRequest& r) { r.set_password_value("secret"); }},
+      {"relative ca file", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_ca_file("ca.pem"); }},
+      {"bad agent name", [](v1::CreateConnectionRequest& r) { r.mutable_connection()->set_agent("edge 1"); }},
+  }));
+  v1::CreateConnectionRequest req = ConnectionRequest();
+  mutate(req);
+  v1::Connection resp;
+  const grpc::Status s = h.stub().CreateConnection(AdminHarness::Context().get(), req, &resp);
+  INFO(what << ": " << s.error_message());
+  CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK_FALSE(s.error_message().empty());
+  v1::ListConnectionsResponse list;
+  REQUIRE(h.stub().ListConnections(AdminHarness::Context().get(), {}, &list).ok());
+  CHECK(list.connections_size() == 0);
+}
+
+TEST_CASE("a connection on an unknown agent is NOT_FOUND", "[admin][validation]") {
+  AdminHarness h;
+  v1::Connection resp;
+  CHECK(h.stub().CreateConnection(AdminHarness::Context().get(), ConnectionRequest("app", "ghost"), &resp).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_CASE("gateway-stored passwords are sealed and never returned", "[admin][connections]") {
+  AdminHarness h;
+  CreateAgent(h, "edge-1");
+  const std::string password = "correct horse battery staple";
+  v1::CreateConnectionRequest req = ConnectionRequest();
+  req.mutable_connection()->set_password_ref("gateway:");
+  req.set_password_value(password);
+  v1::Connection created;
+  REQUIRE(h.stub().CreateConnection(AdminHarness::Context().get(), req, &created).ok());
+  CHECK(created.password_ref() == "gateway:");
+  CHECK(created.created_unix_ms() > 0);
+  CHECK(created.SerializeAsString().find(password) == std::string::npos);
+
+  auto sealed = h.store().GetSealedPassword("app");
+  REQUIRE(sealed.ok());
+  CHECK(sealed->find(password) == std::string::npos);
+  CHECK(*h.secrets().Open(*sealed) == password);
+
+  v1::ListConnectionsResponse list;
+  REQUIRE(h.stub().ListConnections(AdminHarness::Context().get(), {}, &list).ok());
+  REQUIRE(list.connections_size() == 1);
+  CHECK(list.SerializeAsString().find(password) == std::string::npos);
+  CHECK(list.SerializeAsString().find(*sealed) == std::string::npos);
+
+  // A new value via update replaces the sealed one; the response still carries none.
+  v1::UpdateConnectionRequest update;
+  update.mutable_connection()->set_name("app");
+  update.set_password_value("new-secret");
+  v1::Connection updated;
+  REQUIRE(h.stub().UpdateConnection(AdminHarness::Context().get(), update, &updated).ok());
+  CHECK(updated.SerializeAsString().find("new-secret") == std::string::npos);
+  CHECK(*h.secrets().Open(*h.store().GetSealedPassword("app")) == "new-secret");
+
+  // Moving to an agent-side reference drops the stored secret.
+  update.set_password_value("");
+  update.mutable_connection()->set_password_ref("agent-file:/etc/pgward/app.pw");
+  update.add_update_fields("password_ref");
+  REQUIRE(h.stub().UpdateConnection(AdminHarness::Context().get(), update, &updated).ok());
+  CHECK(updated.password_ref() == "agent-file:/etc/pgward/app.pw");
+  CHECK(h.store().GetSealedPassword("app")->empty());
+}
+
+TEST_CASE("connection updates change only the named fields and are validated", "[admin][connections]") {
+  AdminHarness h;
+  CreateAgent(h, "edge-1");
+  v1::Connection created;
+  REQUIRE(h.stub().CreateConnection(AdminHarness::Context().get(), ConnectionRequest(), &created).ok());
+
+  v1::UpdateConnectionRequest update;
+  update.mutable_connection()->set_name("app");
+  update.mutable_connection()->set_port(6432);
+  update.mutable_connection()->set_host("not-applied");
+  update.add_update_fields("port");
+  v1::Connection updated;
+  REQUIRE(h.stub().UpdateConnection(AdminHarness::Context().get(), update, &updated).ok());
+  CHECK(updated.port() == 6432);
+  CHECK(updated.host() == "db.internal");
+
+  update.mutable_connection()->set_sslmode("bogus");
+  update.add_update_fields("sslmode");
+  CHECK(h.stub().UpdateConnection(AdminHarness::Context().get(), update, &updated).error_code() ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::UpdateConnectionRequest rename;
+  rename.mutable_connection()->set_name("app");
+  rename.add_update_fields("name");
+  CHECK(h.stub().UpdateConnection(AdminHarness::Context().get(), rename, &updated).error_code() ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::UpdateConnectionRequest to_gateway;
+  to_gateway.mutable_connection()->set_name("app");
+  to_gateway.mutable_connection()->set_password_ref("gateway:");
+  to_gateway.add_update_fields("password_ref");
+  CHECK(h.stub().UpdateConnection(AdminHarness::Context().get(), to_gateway, &updated).error_code() ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+
+  v1::UpdateConnectionRequest missing;
+  missing.mutable_connection()->set_name("nope");
+  missing.mutable_connection()->set_port(1);
+  missing.add_update_fields("port");
+  CHECK(h.stub().UpdateConnection(AdminHarness::Context().get(), missing, &updated).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_CASE("invalid grants are refused with INVALID_ARGUMENT", "[admin][validation]") {
+  AdminHarness h;
+  CreateAgent(h, "edge-1");
+  v1::Connection conn;
+  REQUIRE(h.stub().CreateConnection(AdminHarness::Context().get(), ConnectionRequest(), &conn).ok());
+  using Mutator = void (*)(v1::Grant&);
+  const auto [what, mutate] = GENERATE(table<const char*, Mutator>({
+      {"principal and group", [](v1::Grant& g) { g.set_group("ops"); }},
+      {"neither principal nor group", [](v1::Grant& g) { g.set_principal(""); }},
+      {"no mode", [](v1::Grant& g) { g.mutable_policy()->set_mode(v1::MODE_UNSPECIFIED); }},
+      {"classes without class mode", [](v1::Grant& g) { g.mutable_policy()->add_statement_classes("read"); }},
+      {"class mode without classes", [](v1::Grant& g) { g.mutable_policy()->set_mode(v1::MODE_STATEMENT_CLASSES); }},
+      {"unknown class",
+       [](v1::Grant& g) {
+         g.mutable_policy()->set_mode(v1::MODE_STATEMENT_CLASSES);
+         g.mutable_policy()->add_statement_classes("read");
+         g.mutable_policy()->add_statement_classes("drop_everything");
+       }},
+      {"expired", [](v1::Grant& g) { g.set_expires_unix_ms(1000); }},
+      {"issuer not a URL", [](v1::Grant& g) { g.set_issuer("idp"); }},
+      {"bad connection name", [](v1::Grant& g) { g.set_connection("a b"); }},
+  }));
+  v1::CreateGrantRequest req = GrantRequest();
+  mutate(*req.mutable_grant());
+  v1::Grant resp;
+  const grpc::Status s = h.stub().CreateGrant(AdminHarness::Context().get(), req, &resp);
+  INFO(what << ": " << s.error_message());
+  CHECK(s.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_CASE("grants are created by the calling admin, filtered and deleted", "[admin][grants]") {
+  AdminHarness h;
+  CreateAgent(h, "edge-1");
+  v1::Connection conn;
+  REQUIRE(h.stub().CreateConnection(AdminHarness::Context().get(), ConnectionRequest(), &conn).ok());
+  v1::Grant g;
+  CHECK(h.stub().CreateGrant(AdminHarness::Context().get(), GrantRequest("bot", "nope"), &g).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+
+  v1::CreateGrantRequest classes = GrantRequest("bot");
+  classes.mutable_grant()->mutable_policy()->set_mode(v1::MODE_STATEMENT_CLASSES);
+  classes.mutable_grant()->mutable_policy()->add_statement_classes("read");
+  classes.mutable_grant()->mutable_policy()->add_statement_classes("copy_out");
+  classes.mutable_grant()->set_issuer("https://idp.example");
+  classes.mutable_grant()->set_expires_unix_ms(absl::ToUnixMillis(absl::Now()) + 3'600'000);
+  REQUIRE(h.stub().CreateGrant(AdminHarness::Context().get(), classes, &g).ok());
+  CHECK(g.id().rfind("g_", 0) == 0);
+  CHECK(g.created_by() == "admin.key");
+  v1::Grant group;
+  v1::CreateGrantRequest by_group = GrantRequest("");
+  by_group.mutable_grant()->set_group("analysts");
+  REQUIRE(h.stub().CreateGrant(AdminHarness::Context().get(), by_group, &group).ok());
+
+  v1::ListGrantsRequest filter;
+  filter.set_principal("bot");
+  v1::ListGrantsResponse list;
+  REQUIRE(h.stub().ListGrants(AdminHarness::Context().get(), filter, &list).ok());
+  REQUIRE(list.grants_size() == 1);
+  CHECK(list.grants(0).policy().statement_classes_size() == 2);
+  list.Clear();
+  REQUIRE(h.stub().ListGrants(AdminHarness::Context().get(), {}, &list).ok());
+  CHECK(list.grants_size() == 2);
+
+  v1::DeleteGrantRequest del;
+  del.set_id(g.id());
+  v1::DeleteGrantResponse ignored;
+  REQUIRE(h.stub().DeleteGrant(AdminHarness::Context().get(), del, &ignored).ok());
+  CHECK(h.stub().DeleteGrant(AdminHarness::Context().get(), del, &ignored).error_code() == grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_CASE("sessions are listed, killed, and ended when their connection is deleted", "[admin][sessions]") {
+  AdminHarness h;
+  CreateAgent(h, "edge-1");
+  v1::Connection conn;
+  REQUIRE(h.stub().CreateConnection(AdminHarness::Context().get(), ConnectionRequest(), &conn).ok());
+  for (const char* id : {"s1", "s2"}) {
+    v1::SessionRecord s;
+    s.set_session_id(id);
+    s.set_principal("bot");
+    s.set_connection("app");
+    s.set_started_unix_ms(1000);
+    REQUIRE(h.store().InsertSession(s).ok());
+    h.live().AddLiveSession(id);
+  }
+  v1::ListSessionsRequest active;
+  active.set_active_only(true);
+  v1::ListSessionsResponse sessions;
+  REQUIRE(h.stub().ListSessions(AdminHarness::Context().get(), active, &sessions).ok());
+  CHECK(sessions.sessions_size() == 2);
+
+  v1::KillSessionRequest kill;
+  kill.set_session_id("s1");
+  v1::KillSessionResponse ignored;
+  REQUIRE(h.stub().KillSession(AdminHarness::Context().get(), kill, &ignored).ok());
+  CHECK(h.stub().KillSession(AdminHarness::Context().get(), kill, &ignored).error_code() == grpc::StatusCode::NOT_FOUND);
+
+  v1::DeleteConnectionRequest del;
+  del.set_name("app");
+  v1::DeleteConnectionResponse deleted;
+  REQUIRE(h.stub().DeleteConnection(AdminHarness::Context().get(), del, &deleted).ok());
+  CHECK(h.live().Killed() == std::set<std::string>{"s1", "s2"});
+}
+
+TEST_CASE("audit rows come back newest first with the session's identity", "[admin][audit]") {
+  AdminHarness h;
+  v1::SessionRecord s;
+  s.set_session_id("s1");
+  s.set_principal("bot");
+  s.set_connection("app");
+  REQUIRE(h.store().InsertSession(s).ok());
+  v1::StatementEvent e;
+  e.set_session_id("s1");
+  e.set_statement("SELECT $1");
+  e.set_time_unix_us(5);
+  v1::StatementEvent later = e;
+  later.set_time_unix_us(6);
+  REQUIRE(h.store().InsertStatementEvents("edge-1", "boot", {{1, e}, {2, later}}).ok());
+  v1::ListAuditRequest req;
+  req.set_limit(1);
+  v1::ListAuditResponse resp;
+  REQUIRE(h.stub().ListAudit(AdminHarness::Context().get(), req, &resp).ok());
+  REQUIRE(resp.rows_size() == 1);
+  CHECK(resp.rows(0).time_unix_us() == 6);
+  CHECK(resp.rows(0).principal() == "bot");
+}
+
+}  // namespace
+}  // namespace pgward::admin
