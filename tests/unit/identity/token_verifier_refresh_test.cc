@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
@@ -78,6 +79,33 @@ TEST_CASE("refresh on unknown kid is rate limited", "[identity]") {
   h.Advance(1);
   CHECK(h.verifier().Verify(unknown).ok());
   CHECK(h.fetcher().Count(kJwksUrl) == 3);
+}
+
+TEST_CASE("concurrent verification across a key rotation refreshes once", "[identity]") {
+  VerifierHarness h;
+  REQUIRE(h.verifier().Start().ok());
+  h.fetcher().Set(kJwksUrl, JwksOf({Keys().rsa.Jwk(), Keys().rsa_rotated.Jwk()}));
+  constexpr int kThreads = 4;
+  constexpr int kTokensPerThread = 25;
+  std::vector<std::vector<std::string>> tokens(kThreads);
+  for (int t = 0; t < kThreads; ++t) {
+    for (int i = 0; i < kTokensPerThread; ++i) {
+      json claims = ValidClaims(h.now());
+      claims["jti"] = std::to_string(t) + "-" + std::to_string(i);  // distinct tokens: no cache hits
+      const TestKey& key = i % 2 == 0 ? Keys().rsa : Keys().rsa_rotated;
+      tokens[t].push_back(key.Mint("RS256", claims));
+    }
+  }
+  std::vector<int> accepted(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (const std::string& token : tokens[t]) accepted[t] += h.verifier().Verify(token).ok() ? 1 : 0;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int t = 0; t < kThreads; ++t) CHECK(accepted[t] == kTokensPerThread);
+  CHECK(h.fetcher().Count(kJwksUrl) == 2);
 }
 
 TEST_CASE("keys are refreshed periodically and old keys survive a failed refresh", "[identity]") {
