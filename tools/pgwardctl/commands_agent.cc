@@ -1,0 +1,90 @@
+// pgwardctl agent create|list|delete.
+#include "absl/strings/str_cat.h"
+#include "tools/pgwardctl/commands.h"
+#include "tools/pgwardctl/output.h"
+
+namespace pgward::ctl {
+namespace {
+
+namespace v1 = pgward::v1;
+
+CommandResult Create(CommandContext& ctx) {
+  if (absl::Status s = ctx.ExpectOperands(1, "agent NAME"); !s.ok()) return CommandResult::Usage(std::string(s.message()));
+  absl::StatusOr<AdminClient*> client = ctx.Client();
+  if (!client.ok()) return CommandResult::FromStatus(client.status());
+  v1::CreateAgentRequest req;
+  req.set_name(ctx.Operand(0));
+  v1::CreateAgentResponse resp;
+  if (absl::Status s = (*client)->Call(&v1::AdminService::Stub::CreateAgent, req, &resp); !s.ok()) {
+    return CommandResult::FromStatus(s);
+  }
+  // The one place pgwardctl prints a secret: the gateway keeps only its hash, so this is
+  // the only chance to save it.
+  if (ctx.json()) {
+    nlohmann::ordered_json j;
+    j["name"] = resp.agent().name();
+    j["token"] = resp.token();
+    PrintJson(ctx.out(), j);
+  } else {
+    ctx.out() << "created agent " << resp.agent().name() << "\n"
+              << "token (shown once; put it in the agent's --token-file):\n"
+              << resp.token() << "\n";
+  }
+  return CommandResult::Ok();
+}
+
+CommandResult List(CommandContext& ctx) {
+  if (absl::Status s = ctx.ExpectOperands(0, ""); !s.ok()) return CommandResult::Usage(std::string(s.message()));
+  absl::StatusOr<AdminClient*> client = ctx.Client();
+  if (!client.ok()) return CommandResult::FromStatus(client.status());
+  v1::ListAgentsResponse resp;
+  if (absl::Status s = (*client)->Call(&v1::AdminService::Stub::ListAgents, v1::ListAgentsRequest(), &resp);
+      !s.ok()) {
+    return CommandResult::FromStatus(s);
+  }
+  if (ctx.json()) {
+    nlohmann::ordered_json arr = nlohmann::ordered_json::array();
+    for (const v1::Agent& a : resp.agents()) arr.push_back(AgentJson(a));
+    PrintJson(ctx.out(), arr);
+    return CommandResult::Ok();
+  }
+  Table table({"NAME", "ONLINE", "SESSIONS", "LAST SEEN", "VERSION", "PEER"});
+  for (const v1::Agent& a : resp.agents()) {
+    table.AddRow({a.name(), a.online() ? "yes" : "no", absl::StrCat(a.active_sessions()),
+                  a.last_seen_unix_ms() == 0 ? "never" : FormatTimeMs(a.last_seen_unix_ms()), a.version(), a.peer()});
+  }
+  table.Print(ctx.out());
+  return CommandResult::Ok();
+}
+
+CommandResult Delete(CommandContext& ctx) {
+  if (absl::Status s = ctx.ExpectOperands(1, "agent NAME"); !s.ok()) return CommandResult::Usage(std::string(s.message()));
+  absl::StatusOr<AdminClient*> client = ctx.Client();
+  if (!client.ok()) return CommandResult::FromStatus(client.status());
+  v1::DeleteAgentRequest req;
+  req.set_name(ctx.Operand(0));
+  v1::DeleteAgentResponse resp;
+  if (absl::Status s = (*client)->Call(&v1::AdminService::Stub::DeleteAgent, req, &resp); !s.ok()) {
+    return CommandResult::FromStatus(s);
+  }
+  if (ctx.json()) {
+    PrintJson(ctx.out(), {{"name", req.name()}, {"deleted", true}});
+  } else {
+    ctx.out() << "deleted agent " << req.name() << "\n";
+  }
+  return CommandResult::Ok();
+}
+
+}  // namespace
+
+CommandResult RunAgent(CommandContext& ctx, const std::string& verb) {
+  if (absl::Status s = ctx.args().CheckAllowed({}, "agent " + verb); !s.ok()) {
+    return CommandResult::Usage(std::string(s.message()));
+  }
+  if (verb == "create") return Create(ctx);
+  if (verb == "list") return List(ctx);
+  if (verb == "delete") return Delete(ctx);
+  return CommandResult::Usage("unknown agent command \"" + verb + "\"");
+}
+
+}  // namespace pgward::ctl

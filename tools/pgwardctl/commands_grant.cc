@@ -1,0 +1,151 @@
+// pgwardctl grant create|list|delete.
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "tools/pgwardctl/commands.h"
+#include "tools/pgwardctl/output.h"
+
+namespace pgward::ctl {
+namespace {
+
+namespace v1 = pgward::v1;
+
+// Builds the grant from flags; INVALID_ARGUMENT is a usage error. Class names are checked by
+// the gateway, which owns the list.
+absl::StatusOr<v1::Grant> GrantFromFlags(const ParsedArgs& args) {
+  v1::Grant g;
+  const bool has_principal = args.Has("principal");
+  if (has_principal == args.Has("group")) return absl::InvalidArgumentError("give exactly one of --principal or --group");
+  if (has_principal) {
+    g.set_principal(*args.Get("principal"));
+  } else {
+    g.set_group(*args.Get("group"));
+  }
+  if (!args.Has("connection")) return absl::InvalidArgumentError("missing --connection");
+  g.set_connection(*args.Get("connection"));
+  if (!args.Has("mode")) return absl::InvalidArgumentError("missing --mode read-only|read-write|classes");
+  const std::string mode = *args.Get("mode");
+  v1::Policy& policy = *g.mutable_policy();
+  if (mode == "read-only") {
+    policy.set_mode(v1::MODE_READ_ONLY);
+  } else if (mode == "read-write") {
+    policy.set_mode(v1::MODE_READ_WRITE);
+  } else if (mode == "classes") {
+    policy.set_mode(v1::MODE_STATEMENT_CLASSES);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("unknown --mode \"", mode, "\"; use read-only, read-write or classes"));
+  }
+  if (args.Has("classes")) {
+    if (policy.mode() != v1::MODE_STATEMENT_CLASSES) return absl::InvalidArgumentError("--classes needs --mode classes");
+    for (absl::string_view c : absl::StrSplit(*args.Get("classes"), ',', absl::SkipWhitespace())) {
+      policy.add_statement_classes(std::string(absl::StripAsciiWhitespace(c)));
+    }
+  }
+  if (policy.mode() == v1::MODE_STATEMENT_CLASSES && policy.statement_classes_size() == 0) {
+    return absl::InvalidArgumentError("--mode classes needs --classes a,b,...");
+  }
+  if (args.Has("issuer")) g.set_issuer(*args.Get("issuer"));
+  if (args.Has("expires")) {
+    absl::StatusOr<int64_t> expires = ParseExpiryUnixMs(*args.Get("expires"), absl::ToUnixMillis(absl::Now()));
+    if (!expires.ok()) return expires.status();
+    g.set_expires_unix_ms(*expires);
+  }
+  return g;
+}
+
+std::string Who(const v1::Grant& g) { return g.principal().empty() ? "group:" + g.group() : g.principal(); }
+
+std::string PolicyText(const v1::Policy& p) {
+  if (p.mode() != v1::MODE_STATEMENT_CLASSES) return ModeName(p.mode());
+  return absl::StrCat("classes:", absl::StrJoin(p.statement_classes(), ","));
+}
+
+CommandResult Create(CommandContext& ctx) {
+  if (absl::Status s = ctx.ExpectOperands(0, ""); !s.ok()) return CommandResult::Usage(std::string(s.message()));
+  absl::StatusOr<v1::Grant> grant = GrantFromFlags(ctx.args());
+  if (!grant.ok()) return CommandResult::Usage(std::string(grant.status().message()));
+  absl::StatusOr<AdminClient*> client = ctx.Client();
+  if (!client.ok()) return CommandResult::FromStatus(client.status());
+  v1::CreateGrantRequest req;
+  *req.mutable_grant() = *std::move(grant);
+  v1::Grant resp;
+  if (absl::Status s = (*client)->Call(&v1::AdminService::Stub::CreateGrant, req, &resp); !s.ok()) {
+    return CommandResult::FromStatus(s);
+  }
+  if (ctx.json()) {
+    PrintJson(ctx.out(), GrantJson(resp));
+  } else {
+    ctx.out() << "created grant " << resp.id() << ": " << Who(resp) << " on " << resp.connection() << ", "
+              << PolicyText(resp.policy())
+              << (resp.expires_unix_ms() != 0 ? ", expires " + FormatTimeMs(resp.expires_unix_ms()) : "") << "\n";
+  }
+  return CommandResult::Ok();
+}
+
+CommandResult List(CommandContext& ctx) {
+  if (absl::Status s = ctx.ExpectOperands(0, ""); !s.ok()) return CommandResult::Usage(std::string(s.message()));
+  absl::StatusOr<AdminClient*> client = ctx.Client();
+  if (!client.ok()) return CommandResult::FromStatus(client.status());
+  v1::ListGrantsRequest req;
+  req.set_principal(ctx.args().Get("principal").value_or(""));
+  req.set_group(ctx.args().Get("group").value_or(""));
+  req.set_connection(ctx.args().Get("connection").value_or(""));
+  v1::ListGrantsResponse resp;
+  if (absl::Status s = (*client)->Call(&v1::AdminService::Stub::ListGrants, req, &resp); !s.ok()) {
+    return CommandResult::FromStatus(s);
+  }
+  if (ctx.json()) {
+    nlohmann::ordered_json arr = nlohmann::ordered_json::array();
+    for (const v1::Grant& g : resp.grants()) arr.push_back(GrantJson(g));
+    PrintJson(ctx.out(), arr);
+    return CommandResult::Ok();
+  }
+  Table table({"ID", "WHO", "CONNECTION", "POLICY", "ISSUER", "EXPIRES"});
+  for (const v1::Grant& g : resp.grants()) {
+    table.AddRow({g.id(), Who(g), g.connection(), PolicyText(g.policy()), g.issuer().empty() ? "any" : g.issuer(),
+                  g.expires_unix_ms() == 0 ? "never" : FormatTimeMs(g.expires_unix_ms())});
+  }
+  table.Print(ctx.out());
+  return CommandResult::Ok();
+}
+
+CommandResult Delete(CommandContext& ctx) {
+  if (absl::Status s = ctx.ExpectOperands(1, "grant ID"); !s.ok()) return CommandResult::Usage(std::string(s.message()));
+  absl::StatusOr<AdminClient*> client = ctx.Client();
+  if (!client.ok()) return CommandResult::FromStatus(client.status());
+  v1::DeleteGrantRequest req;
+  req.set_id(ctx.Operand(0));
+  v1::DeleteGrantResponse resp;
+  if (absl::Status s = (*client)->Call(&v1::AdminService::Stub::DeleteGrant, req, &resp); !s.ok()) {
+    return CommandResult::FromStatus(s);
+  }
+  if (ctx.json()) {
+    PrintJson(ctx.out(), {{"id", req.id()}, {"deleted", true}});
+  } else {
+    ctx.out() << "deleted grant " << req.id() << "\n";
+  }
+  return CommandResult::Ok();
+}
+
+}  // namespace
+
+CommandResult RunGrant(CommandContext& ctx, const std::string& verb) {
+  absl::Status allowed = absl::OkStatus();
+  if (verb == "create") {
+    allowed = ctx.args().CheckAllowed({"principal", "group", "connection", "mode", "classes", "issuer", "expires"},
+                                      "grant create");
+  } else if (verb == "list") {
+    allowed = ctx.args().CheckAllowed({"principal", "group", "connection"}, "grant list");
+  } else {
+    allowed = ctx.args().CheckAllowed({}, "grant " + verb);
+  }
+  if (!allowed.ok()) return CommandResult::Usage(std::string(allowed.message()));
+  if (verb == "create") return Create(ctx);
+  if (verb == "list") return List(ctx);
+  if (verb == "delete") return Delete(ctx);
+  return CommandResult::Usage("unknown grant command \"" + verb + "\"");
+}
+
+}  // namespace pgward::ctl

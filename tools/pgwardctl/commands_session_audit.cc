@@ -1,0 +1,135 @@
+// pgwardctl session list|kill and audit list.
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "tools/pgwardctl/commands.h"
+#include "tools/pgwardctl/output.h"
+
+namespace pgward::ctl {
+namespace {
+
+namespace v1 = pgward::v1;
+
+constexpr uint64_t kMaxLimit = 10000;  // the store's cap
+
+absl::StatusOr<uint32_t> LimitFlag(const ParsedArgs& args) {
+  if (!args.Has("limit")) return 0;  // the gateway's default (100)
+  absl::StatusOr<uint64_t> n = ParseNumber("limit", *args.Get("limit"), 1, kMaxLimit);
+  if (!n.ok()) return n.status();
+  return static_cast<uint32_t>(*n);
+}
+
+// Keeps table rows on one line: statements can be long and multi-line.
+std::string OneLine(const std::string& text, size_t max) {
+  std::string out;
+  for (char c : text) {
+    if (out.size() >= max) return out + "...";
+    out += (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
+  }
+  return out;
+}
+
+CommandResult ListSessions(CommandContext& ctx) {
+  if (absl::Status s = ctx.ExpectOperands(0, ""); !s.ok()) return CommandResult::Usage(std::string(s.message()));
+  v1::ListSessionsRequest req;
+  absl::StatusOr<uint32_t> limit = LimitFlag(ctx.args());
+  if (!limit.ok()) return CommandResult::Usage(std::string(limit.status().message()));
+  req.set_limit(*limit);
+  req.set_active_only(ctx.args().Has("active"));
+  req.set_principal(ctx.args().Get("principal").value_or(""));
+  req.set_connection(ctx.args().Get("connection").value_or(""));
+  absl::StatusOr<AdminClient*> client = ctx.Client();
+  if (!client.ok()) return CommandResult::FromStatus(client.status());
+  v1::ListSessionsResponse resp;
+  if (absl::Status s = (*client)->Call(&v1::AdminService::Stub::ListSessions, req, &resp); !s.ok()) {
+    return CommandResult::FromStatus(s);
+  }
+  if (ctx.json()) {
+    nlohmann::ordered_json arr = nlohmann::ordered_json::array();
+    for (const v1::SessionRecord& s : resp.sessions()) arr.push_back(SessionJson(s));
+    PrintJson(ctx.out(), arr);
+    return CommandResult::Ok();
+  }
+  Table table({"SESSION", "PRINCIPAL", "CONNECTION", "CLIENT", "STARTED", "ENDED", "STATEMENTS"});
+  for (const v1::SessionRecord& s : resp.sessions()) {
+    table.AddRow({s.session_id(), s.principal(), s.connection(), s.client_addr(), FormatTimeMs(s.started_unix_ms()),
+                  s.ended_unix_ms() == 0 ? "active" : FormatTimeMs(s.ended_unix_ms()) + " (" + s.end_reason() + ")",
+                  absl::StrCat(s.statements())});
+  }
+  table.Print(ctx.out());
+  return CommandResult::Ok();
+}
+
+CommandResult KillSession(CommandContext& ctx) {
+  if (absl::Status s = ctx.ExpectOperands(1, "session ID"); !s.ok()) return CommandResult::Usage(std::string(s.message()));
+  absl::StatusOr<AdminClient*> client = ctx.Client();
+  if (!client.ok()) return CommandResult::FromStatus(client.status());
+  v1::KillSessionRequest req;
+  req.set_session_id(ctx.Operand(0));
+  v1::KillSessionResponse resp;
+  if (absl::Status s = (*client)->Call(&v1::AdminService::Stub::KillSession, req, &resp); !s.ok()) {
+    return CommandResult::FromStatus(s);
+  }
+  if (ctx.json()) {
+    PrintJson(ctx.out(), {{"session_id", req.session_id()}, {"killed", true}});
+  } else {
+    ctx.out() << "killed session " << req.session_id() << "\n";
+  }
+  return CommandResult::Ok();
+}
+
+CommandResult ListAudit(CommandContext& ctx) {
+  if (absl::Status s = ctx.ExpectOperands(0, ""); !s.ok()) return CommandResult::Usage(std::string(s.message()));
+  v1::ListAuditRequest req;
+  absl::StatusOr<uint32_t> limit = LimitFlag(ctx.args());
+  if (!limit.ok()) return CommandResult::Usage(std::string(limit.status().message()));
+  req.set_limit(*limit);
+  if (ctx.args().Has("since")) {
+    absl::StatusOr<int64_t> since = ParseDurationMs(*ctx.args().Get("since"));
+    if (!since.ok()) return CommandResult::Usage(std::string(since.status().message()));
+    req.set_since_unix_ms(absl::ToUnixMillis(absl::Now()) - *since);
+  }
+  req.set_principal(ctx.args().Get("principal").value_or(""));
+  req.set_connection(ctx.args().Get("connection").value_or(""));
+  req.set_session_id(ctx.args().Get("session").value_or(""));
+  absl::StatusOr<AdminClient*> client = ctx.Client();
+  if (!client.ok()) return CommandResult::FromStatus(client.status());
+  v1::ListAuditResponse resp;
+  if (absl::Status s = (*client)->Call(&v1::AdminService::Stub::ListAudit, req, &resp); !s.ok()) {
+    return CommandResult::FromStatus(s);
+  }
+  if (ctx.json()) {
+    nlohmann::ordered_json arr = nlohmann::ordered_json::array();
+    for (const v1::AuditRow& r : resp.rows()) arr.push_back(AuditJson(r));
+    PrintJson(ctx.out(), arr);
+    return CommandResult::Ok();
+  }
+  Table table({"TIME", "PRINCIPAL", "CONNECTION", "DECISION", "SQLSTATE", "ROWS", "DURATION", "STATEMENT"});
+  for (const v1::AuditRow& r : resp.rows()) {
+    table.AddRow({FormatTimeUs(r.time_unix_us()), r.principal(), r.connection(), r.decision(),
+                  r.sqlstate().empty() ? "-" : r.sqlstate(), r.rows() < 0 ? "-" : absl::StrCat(r.rows()),
+                  absl::StrCat(r.duration_us(), "us"), OneLine(r.statement(), 80)});
+  }
+  table.Print(ctx.out());
+  return CommandResult::Ok();
+}
+
+}  // namespace
+
+CommandResult RunSession(CommandContext& ctx, const std::string& verb) {
+  absl::Status allowed = verb == "list" ? ctx.args().CheckAllowed({"active", "principal", "connection", "limit"}, "session list")
+                                        : ctx.args().CheckAllowed({}, "session " + verb);
+  if (!allowed.ok()) return CommandResult::Usage(std::string(allowed.message()));
+  if (verb == "list") return ListSessions(ctx);
+  if (verb == "kill") return KillSession(ctx);
+  return CommandResult::Usage("unknown session command \"" + verb + "\"");
+}
+
+CommandResult RunAudit(CommandContext& ctx, const std::string& verb) {
+  absl::Status allowed =
+      ctx.args().CheckAllowed({"principal", "connection", "since", "limit", "session"}, "audit " + verb);
+  if (!allowed.ok()) return CommandResult::Usage(std::string(allowed.message()));
+  if (verb == "list") return ListAudit(ctx);
+  return CommandResult::Usage("unknown audit command \"" + verb + "\"");
+}
+
+}  // namespace pgward::ctl

@@ -1,0 +1,62 @@
+// pgwardctl usage text: see usage.h.
+#include "tools/pgwardctl/usage.h"
+
+#include <array>
+#include <utility>
+
+namespace pgward::ctl {
+namespace {
+
+constexpr std::array<std::pair<const char*, const char*>, 5> kNouns = {{
+    {"agent",
+     "  pgwardctl agent create NAME          create an agent; prints its token once\n"
+     "  pgwardctl agent list\n"
+     "  pgwardctl agent delete NAME\n"},
+    {"connection",
+     "  pgwardctl connection create NAME --agent A --host H --port P --database D --user U\n"
+     "            --password-ref agent-env:VAR|agent-file:/path|gateway: [--sslmode disable|prefer|require|verify-full]\n"
+     "            [--ca-file-agent PATH] [--password-file F | --password-stdin]   (password only for gateway:)\n"
+     "  pgwardctl connection update NAME [any create flag; only the given ones change]\n"
+     "  pgwardctl connection list\n"
+     "  pgwardctl connection delete NAME     also deletes its grants and ends its sessions\n"},
+    {"grant",
+     "  pgwardctl grant create (--principal P | --group G) --connection C --mode read-only|read-write|classes\n"
+     "            [--classes read,write,ddl,transaction,session,copy_in,copy_out,privilege,maintenance,procedure]\n"
+     "            [--issuer URL] [--expires DURATION|RFC3339]\n"
+     "  pgwardctl grant list [--principal P] [--connection C]\n"
+     "  pgwardctl grant delete ID\n"},
+    {"session",
+     "  pgwardctl session list [--active] [--principal P] [--connection C] [--limit N]\n"
+     "  pgwardctl session kill ID\n"},
+    {"audit",
+     "  pgwardctl audit list [--principal P] [--connection C] [--since DURATION (15m, 2h, 7d)] [--limit N]\n"
+     "            [--session S]\n"},
+}};
+
+constexpr char kGlobal[] =
+    "usage: pgwardctl [--gateway HOST:PORT] [--token-file F] [--ca-file F] [--json] NOUN VERB [args]\n";
+
+}  // namespace
+
+std::string FullUsage() {
+  std::string out = kGlobal;
+  out +=
+      "\n"
+      "  --gateway HOST:PORT  gateway gRPC address (default $PGWARD_GATEWAY, else localhost:9443)\n"
+      "  --token-file F       admin.key or an admin OIDC token (default $PGWARD_TOKEN_FILE)\n"
+      "  --ca-file F          CA for the gateway's TLS certificate, usually <data-dir>/tls/gateway.crt\n"
+      "                       (default $PGWARD_CA_FILE, else the system roots)\n"
+      "  --json               machine-readable output\n"
+      "\ncommands:\n";
+  for (const auto& [noun, text] : kNouns) out += text;
+  return out;
+}
+
+std::optional<std::string> NounUsage(const std::string& noun) {
+  for (const auto& [name, text] : kNouns) {
+    if (noun == name) return std::string(kGlobal) + text;
+  }
+  return std::nullopt;
+}
+
+}  // namespace pgward::ctl
