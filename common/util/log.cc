@@ -36,7 +36,7 @@ void LogLine(LogLevel level, std::string_view component, std::string_view messag
   char stamp[32];
   std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
   std::string line = absl::StrCat(stamp, ".", absl::Dec(millis, absl::kZeroPad3), "Z ",
-                                  LevelName(level), " ", component, ": ", message, "\n");
+                                  LevelName(level), " ", AbslView(component), ": ", AbslView(message), "\n");
   // One write keeps concurrent lines whole; a short write to stderr is not worth retrying.
   [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
 }

@@ -16,10 +16,16 @@ bool LogEnabled(LogLevel level);
 // different threads never interleave. Never pass secrets here.
 void LogLine(LogLevel level, std::string_view component, std::string_view message);
 
+// Debian's Abseil has its own string_view type, which absl::StrCat insists on.
+inline absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+template <typename T>
+const T& LogArg(const T& value) { return value; }
+inline absl::string_view LogArg(std::string_view s) { return AbslView(s); }
+
 template <typename... Args>
 void Log(LogLevel level, std::string_view component, const Args&... args) {
   if (!LogEnabled(level)) return;
-  LogLine(level, component, absl::StrCat(args...));
+  LogLine(level, component, absl::StrCat(LogArg(args)...));
 }
 
 }  // namespace pgward

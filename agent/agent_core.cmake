@@ -1,0 +1,13 @@
+# The agent's own code: control stream, sessions, upstream login, and the binary.
+add_library(pgward_agent_core STATIC
+  control/control_client.cc control/event_queue.cc control/session_manager.cc
+  session/agent_session.cc session/statement_policy.cc
+  upstream/credential_resolver.cc upstream/tls_contexts.cc upstream/upstream_login.cc)
+pgward_target_defaults(pgward_agent_core)
+target_link_libraries(pgward_agent_core PUBLIC pgward_proto pgward_inspect pgward_pgwire pgward_crypto
+  pgward_net pgward_util absl::flat_hash_map absl::synchronization)
+
+add_executable(pgward-agent main.cc)
+pgward_target_defaults(pgward-agent)
+target_compile_definitions(pgward-agent PRIVATE PGWARD_VERSION="${PROJECT_VERSION}")
+target_link_libraries(pgward-agent PRIVATE pgward_agent_core absl::flags absl::flags_parse)

@@ -1,0 +1,56 @@
+// The agent's long-lived control stream to the gateway, re-dialled with capped backoff.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <asio.hpp>
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "agent/control/event_queue.h"
+#include "agent/control/session_manager.h"
+#include "common/net/async_signal.h"
+#include "pgward/v1/agent.grpc.pb.h"
+
+namespace pgward::agent {
+
+struct ControlOptions {
+  std::string agent_name;
+  std::string agent_token;
+  std::string version;
+  std::chrono::milliseconds initial_backoff{500};
+  std::chrono::milliseconds max_backoff{30000};
+  std::chrono::milliseconds heartbeat{10000};
+};
+
+// Dials out (the database network needs no inbound port), says Hello, then serves grants,
+// cancels, ends and acks while streaming events and heartbeats up.
+class ControlClient {
+ public:
+  ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub, ControlOptions options,
+                SessionManager& sessions, EventQueue& events);
+
+  asio::awaitable<void> Run();
+  // Called by EventQueue on every append; cheap and thread-safe.
+  void Wake() { wake_.Post(true); }
+  bool connected() const { return connected_; }
+
+ private:
+  class Stream;
+  asio::awaitable<bool> Serve(Stream& stream);
+  asio::awaitable<void> ReadLoop(Stream& stream, bool& welcomed);
+  asio::awaitable<void> WriteLoop(Stream& stream);
+  void Dispatch(const pgward::v1::GatewayMessage& message, bool& welcomed);
+
+  asio::strand<asio::io_context::executor_type> strand_;
+  pgward::v1::AgentService::Stub& stub_;
+  ControlOptions options_;
+  SessionManager& sessions_;
+  EventQueue& events_;
+  net::AsyncSignal wake_;
+  bool broken_ = false;
+  std::atomic<bool> connected_{false};
+};
+
+}  // namespace pgward::agent

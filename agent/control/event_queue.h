@@ -1,0 +1,43 @@
+// Sequence-numbers agent events and keeps each one until the gateway acknowledges it.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "pgward/v1/agent.pb.h"
+
+namespace pgward::agent {
+
+// ARCHITECTURE.md: no event is lost. Events stay here until an EventAck covers their seq;
+// after a reconnect everything unacknowledged is sent again (the gateway de-duplicates on
+// (agent, boot_id, seq)). Sessions append from their strands; the control stream drains.
+class EventQueue {
+ public:
+  // `on_append` wakes the control stream's writer; called outside the lock.
+  EventQueue(std::string boot_id, size_t soft_limit, std::function<void()> on_append);
+
+  const std::string& boot_id() const { return boot_id_; }
+  void Append(pgward::v1::AgentEvent event);
+  // Events with seq > after_seq, at most `max` of them, in order.
+  std::vector<pgward::v1::AgentEvent> Unsent(uint64_t after_seq, size_t max);
+  void Ack(uint64_t seq);
+  uint64_t LastAcked();
+  size_t Size();
+
+ private:
+  const std::string boot_id_;
+  const size_t soft_limit_;
+  std::function<void()> on_append_;
+  absl::Mutex mu_;
+  std::deque<pgward::v1::AgentEvent> events_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  uint64_t last_acked_ ABSL_GUARDED_BY(mu_) = 0;
+  bool warned_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace pgward::agent

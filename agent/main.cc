@@ -1,0 +1,147 @@
+// pgward-agent: parses flags and wires the control stream, sessions and event queue.
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+
+#include <asio.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/strip.h"
+#include "agent/control/control_client.h"
+#include "agent/control/event_queue.h"
+#include "agent/control/session_manager.h"
+#include "agent/inspect/sql_analyzer.h"
+#include "agent/upstream/tls_contexts.h"
+#include "common/crypto/random.h"
+#include "common/crypto/tls_material.h"
+#include "common/util/log.h"
+
+ABSL_FLAG(std::string, gateway, "localhost:9443", "gateway gRPC address HOST:PORT");
+ABSL_FLAG(std::string, name, "", "this agent's name, as created with `pgwardctl agent create`");
+ABSL_FLAG(std::string, token_file, "", "file holding the agent token (shown once by `pgwardctl agent create`)");
+ABSL_FLAG(std::string, ca_file, "", "CA bundle to verify the gateway (e.g. the gateway's tls/gateway.crt); system roots if empty");
+ABSL_FLAG(std::string, tls_server_name, "", "expected name in the gateway certificate, if not the host in --gateway");
+ABSL_FLAG(std::string, data_dir, "", "directory for agent state");
+ABSL_FLAG(int, io_threads, 2, "threads serving upstream sockets");
+ABSL_FLAG(std::string, log_level, "info", "debug|info|warn|error");
+
+namespace {
+
+[[noreturn]] void Die(const std::string& message) {
+  std::cerr << "pgward-agent: " << message << "\n";
+  std::exit(2);
+}
+
+pgward::LogLevel ParseLevel(const std::string& level) {
+  if (level == "debug") return pgward::LogLevel::kDebug;
+  if (level == "warn") return pgward::LogLevel::kWarn;
+  if (level == "error") return pgward::LogLevel::kError;
+  if (level != "info") Die("--log-level must be debug, info, warn or error");
+  return pgward::LogLevel::kInfo;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "pgward-agent --gateway HOST:PORT --name NAME --token-file F --ca-file F --data-dir DIR");
+  absl::ParseCommandLine(argc, argv);
+  pgward::SetLogLevel(ParseLevel(absl::GetFlag(FLAGS_log_level)));
+  const std::string name = absl::GetFlag(FLAGS_name);
+  if (name.empty()) Die("--name is required");
+  if (absl::GetFlag(FLAGS_token_file).empty()) Die("--token-file is required");
+  auto token = pgward::crypto::ReadFileToString(absl::GetFlag(FLAGS_token_file), 4096);
+  if (!token.ok()) Die("cannot read --token-file: " + std::string(token.status().message()));
+  std::string agent_token(absl::StripAsciiWhitespace(*token));
+  if (agent_token.empty()) Die("--token-file is empty");
+  if (!absl::GetFlag(FLAGS_data_dir).empty()) {
+    ::mkdir(absl::GetFlag(FLAGS_data_dir).c_str(), 0700);
+  }
+
+  grpc::SslCredentialsOptions ssl;
+  if (!absl::GetFlag(FLAGS_ca_file).empty()) {
+    auto ca = pgward::crypto::ReadFileToString(absl::GetFlag(FLAGS_ca_file));
+    if (!ca.ok()) Die("cannot read --ca-file: " + std::string(ca.status().message()));
+    ssl.pem_root_certs = *ca;
+  }
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 10000);
+  if (!absl::GetFlag(FLAGS_tls_server_name).empty()) {
+    args.SetSslTargetNameOverride(absl::GetFlag(FLAGS_tls_server_name));
+  }
+  auto channel = grpc::CreateCustomChannel(absl::GetFlag(FLAGS_gateway), grpc::SslCredentials(ssl), args);
+  auto stub = pgward::v1::AgentService::NewStub(channel);
+
+  asio::io_context io;
+  auto work = asio::make_work_guard(io);
+  pgward::agent::TlsContexts tls;
+  pgward::inspect::SqlAnalyzer analyzer;
+
+  pgward::agent::ControlClient* control = nullptr;
+  pgward::agent::EventQueue events(pgward::crypto::NewSessionId(), 100000, [&control] {
+    if (control != nullptr) control->Wake();
+  });
+  class Sink : public pgward::agent::SessionEventSink {
+   public:
+    explicit Sink(pgward::agent::EventQueue& events) : events_(events) {}
+    void EmitStatement(pgward::v1::StatementEvent event) override {
+      pgward::v1::AgentEvent wrapped;
+      *wrapped.mutable_statement() = std::move(event);
+      events_.Append(std::move(wrapped));
+    }
+    void EmitSessionEnded(pgward::v1::SessionEnded event) override {
+      pgward::v1::AgentEvent wrapped;
+      *wrapped.mutable_session_ended() = std::move(event);
+      events_.Append(std::move(wrapped));
+    }
+
+   private:
+    pgward::agent::EventQueue& events_;
+  } sink(events);
+
+  pgward::agent::SessionDeps deps;
+  deps.stub = stub.get();
+  deps.agent_name = name;
+  deps.agent_token = agent_token;
+  deps.tls = &tls;
+  deps.analyzer = &analyzer;
+  deps.sink = &sink;
+  pgward::agent::SessionManager sessions(io, deps);
+
+  pgward::agent::ControlOptions options;
+  options.agent_name = name;
+  options.agent_token = agent_token;
+  options.version = PGWARD_VERSION;
+  pgward::agent::ControlClient client(io, *stub, options, sessions, events);
+  control = &client;
+  asio::co_spawn(io, client.Run(), asio::detached);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const asio::error_code&, int signal) {
+    pgward::Log(pgward::LogLevel::kInfo, "agent", "signal ", signal, ": stopping");
+    sessions.StopAll("agent_shutdown");
+    std::_Exit(0);
+  });
+  pgward::Log(pgward::LogLevel::kInfo, "agent", "pgward-agent ", PGWARD_VERSION, " starting as ", name,
+              ", gateway ", absl::GetFlag(FLAGS_gateway));
+
+  std::vector<std::thread> threads;
+  for (int i = 1; i < std::max(1, absl::GetFlag(FLAGS_io_threads)); ++i) {
+    threads.emplace_back([&io] { io.run(); });
+  }
+  io.run();
+  for (auto& t : threads) t.join();
+  return 0;
+}

@@ -1,0 +1,484 @@
+#include "agent/session/agent_session.h"
+
+#include <asio/experimental/awaitable_operators.hpp>
+
+#include <array>
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "agent/session/session_stream.h"
+#include "agent/session/statement_policy.h"
+#include "agent/upstream/credential_resolver.h"
+#include "common/pgwire/messages.h"
+#include "common/pgwire/sqlstate.h"
+#include "common/util/log.h"
+
+namespace pgward::agent {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+constexpr size_t kUpstreamReadChunk = 32 * 1024;
+
+int64_t NowMicros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+const char* StateName(AgentSession::State state) {
+  switch (state) {
+    case AgentSession::State::kLoggingIn: return "logging_in";
+    case AgentSession::State::kOpening: return "opening";
+    case AgentSession::State::kRelaying: return "relaying";
+    case AgentSession::State::kClosing: return "closing";
+    case AgentSession::State::kClosed: return "closed";
+  }
+  return "?";
+}
+
+}  // namespace
+
+// Frontend messages (caller -> Postgres): every statement is analyzed and checked before it
+// is appended to the bytes bound upstream; refused ones never leave the agent.
+class AgentSession::FrontendHandler : public pgwire::MessageHandler {
+ public:
+  explicit FrontendHandler(AgentSession& s) : s_(s) {}
+
+  absl::Status OnMessage(const pgwire::MessageView& msg) override {
+    std::string& out = s_.to_upstream_;
+    if (s_.discard_until_sync_ && msg.type != 'S' && msg.type != 'X') return absl::OkStatus();
+    switch (msg.type) {
+      case 'Q': {
+        auto sql = pgwire::DecodeQuery(msg.body);
+        if (!sql.ok()) return sql.status();
+        auto statements = s_.deps_.analyzer->AnalyzeQuery(*sql);
+        for (const auto& statement : statements) {
+          PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
+          if (!decision.allowed) {
+            // A Sync in place of the Query yields a ReadyForQuery at exactly the point the
+            // caller expects one; the refusal is written just before it.
+            s_.EmitDenied(*statement, false, decision.reason);
+            s_.tracker_.OnSync(Refusal(decision.reason));
+            pgwire::AppendSync(out);
+            return absl::OkStatus();
+          }
+        }
+        s_.tracker_.OnQuery(std::move(statements));
+        break;
+      }
+      case 'P': {
+        auto parse = pgwire::DecodeParse(msg.body);
+        if (!parse.ok()) return parse.status();
+        auto statement = s_.deps_.analyzer->AnalyzeParse(parse->query);
+        PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
+        if (!decision.allowed) {
+          // Extended protocol: like a server error, skip everything up to the next Sync.
+          s_.EmitDenied(*statement, true, decision.reason);
+          s_.discard_until_sync_ = true;
+          s_.refusal_ = Refusal(decision.reason);
+          return absl::OkStatus();
+        }
+        s_.tracker_.OnParse(parse->statement, std::move(statement));
+        break;
+      }
+      case 'B': {
+        auto bind = pgwire::DecodeBind(msg.body);
+        if (!bind.ok()) return bind.status();
+        s_.tracker_.OnBind(bind->portal, bind->statement);
+        break;
+      }
+      case 'D':
+      case 'C': {
+        auto target = pgwire::DecodeDescribeOrClose(msg.body);
+        if (!target.ok()) return target.status();
+        if (msg.type == 'D') {
+          s_.tracker_.OnDescribe(target->kind, target->name);
+        } else {
+          s_.tracker_.OnClose(target->kind, target->name);
+        }
+        break;
+      }
+      case 'E': {
+        auto execute = pgwire::DecodeExecute(msg.body);
+        if (!execute.ok()) return execute.status();
+        s_.tracker_.OnExecute(execute->portal);
+        break;
+      }
+      case 'S':
+        s_.tracker_.OnSync(std::exchange(s_.refusal_, {}));
+        s_.discard_until_sync_ = false;
+        break;
+      case 'F': {
+        // Fast-path calls name a function by OID, invisible to statement policy.
+        inspect::AnalyzedStatement call;
+        call.text = "<fast-path function call>";
+        const std::string reason = "fast-path function calls are not allowed through pgward";
+        s_.EmitDenied(call, true, reason);
+        s_.tracker_.OnSync(Refusal(reason));
+        pgwire::AppendSync(out);
+        return absl::OkStatus();
+      }
+      case 'X':
+        s_.client_terminated_ = true;
+        break;
+      case 'c':
+        s_.tracker_.OnCopyDone();
+        break;
+      case 'f':
+        s_.tracker_.OnCopyFail();
+        break;
+      case 'H':
+        break;
+      default:
+        return absl::InvalidArgumentError(
+            absl::StrCat("unexpected ", AbslView(pgwire::TypeName(pgwire::Direction::kFrontend, msg.type)),
+                         " message after start-up"));
+    }
+    out.append(msg.raw);
+    return absl::OkStatus();
+  }
+
+  absl::Status OnStreamedHeader(char, uint32_t, std::string_view header_raw) override {
+    if (!s_.discard_until_sync_) s_.to_upstream_.append(header_raw);
+    return absl::OkStatus();
+  }
+  absl::Status OnStreamedBody(std::string_view chunk, bool) override {
+    if (!s_.discard_until_sync_) s_.to_upstream_.append(chunk);
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string Refusal(const std::string& reason) {
+    std::string error;
+    pgwire::AppendErrorResponse(
+        error, "ERROR", pgwire::sqlstate::kInsufficientPrivilege,
+        absl::StrCat("pgward: statement refused: ", reason),
+        absl::StrCat("principal \"", s_.grant_.principal(), "\" on connection \"",
+                     s_.grant_.connection(), "\""),
+        "ask a pgward administrator for a grant that covers this statement");
+    return error;
+  }
+
+  AgentSession& s_;
+};
+
+// Backend messages (Postgres -> caller): forwarded unchanged, matched to statements for the
+// audit trail; DataRow and CopyData stream through without buffering.
+class AgentSession::BackendHandler : public pgwire::MessageHandler {
+ public:
+  explicit BackendHandler(AgentSession& s) : s_(s) {}
+
+  absl::Status OnMessage(const pgwire::MessageView& msg) override {
+    std::string& out = *s_.stream_->outgoing().mutable_data();
+    inspect::StatementTracker& tracker = s_.tracker_;
+    absl::Status status;
+    switch (msg.type) {
+      case '1': status = tracker.OnParseComplete(); break;
+      case '2': status = tracker.OnBindComplete(); break;
+      case '3': status = tracker.OnCloseComplete(); break;
+      case 't': status = tracker.OnParameterDescription(); break;
+      case 'T': status = tracker.OnRowDescription(); break;
+      case 'n': status = tracker.OnNoData(); break;
+      case 'I': status = tracker.OnEmptyQueryResponse(); break;
+      case 's': status = tracker.OnPortalSuspended(); break;
+      case 'G': status = tracker.OnCopyInResponse(); break;
+      case 'H': status = tracker.OnCopyOutResponse(); break;
+      case 'V': status = tracker.OnFunctionCallResponse(); break;
+      case 'C': {
+        auto tag = pgwire::DecodeCommandComplete(msg.body);
+        if (!tag.ok()) return tag.status();
+        status = tracker.OnCommandComplete(*tag);
+        break;
+      }
+      case 'E': {
+        auto fields = pgwire::DecodeErrorOrNotice(msg.body);
+        if (!fields.ok()) return fields.status();
+        status = tracker.OnErrorResponse(fields->sqlstate, fields->message);
+        // A FATAL (say, pg_terminate_backend) may arrive with nothing pending.
+        if (fields->severity == "FATAL" || fields->severity == "PANIC") status = absl::OkStatus();
+        break;
+      }
+      case 'Z': {
+        auto ready = pgwire::DecodeReadyForQuery(msg.body);
+        if (!ready.ok()) return ready.status();
+        auto injected = tracker.OnReadyForQuery(*ready);
+        if (!injected.ok()) return injected.status();
+        out.append(*injected);
+        break;
+      }
+      case 'N':
+      case 'S':
+      case 'A':
+      case 'c':
+        break;
+      case 'W':
+        return absl::FailedPreconditionError("replication (CopyBoth) is not supported through pgward");
+      default:
+        return absl::FailedPreconditionError(absl::StrCat(
+            "unexpected ", AbslView(pgwire::TypeName(pgwire::Direction::kBackend, msg.type)), " from upstream"));
+    }
+    if (!status.ok()) return status;
+    out.append(msg.raw);
+    return absl::OkStatus();
+  }
+
+  absl::Status OnStreamedHeader(char, uint32_t, std::string_view header_raw) override {
+    s_.stream_->outgoing().mutable_data()->append(header_raw);
+    return absl::OkStatus();
+  }
+  absl::Status OnStreamedBody(std::string_view chunk, bool) override {
+    s_.stream_->outgoing().mutable_data()->append(chunk);
+    return absl::OkStatus();
+  }
+
+ private:
+  AgentSession& s_;
+};
+
+AgentSession::AgentSession(asio::any_io_executor strand, pgward::v1::SessionGrant grant, SessionDeps deps)
+    : strand_(std::move(strand)),
+      grant_(std::move(grant)),
+      deps_(std::move(deps)),
+      frontend_reader_(pgwire::Direction::kFrontend, deps_.max_message_bytes),
+      backend_reader_(pgwire::Direction::kBackend, deps_.max_message_bytes) {}
+
+AgentSession::~AgentSession() = default;
+
+void AgentSession::SetState(State next) {
+  // Forward-only: a session never returns to an earlier state.
+  if (static_cast<int>(next) < static_cast<int>(state_)) {
+    Log(LogLevel::kError, "session", grant_.session_id(), " refused state change ",
+        StateName(state_), " -> ", StateName(next));
+    return;
+  }
+  Log(LogLevel::kDebug, "session", grant_.session_id(), " ", StateName(state_), " -> ", StateName(next));
+  state_ = next;
+}
+
+asio::awaitable<void> AgentSession::Run() {
+  auto self = shared_from_this();
+  const auto& target = grant_.target();
+  stream_ = std::make_unique<SessionStream>(*deps_.stub, strand_, deps_.agent_name, deps_.agent_token);
+
+  auto password = ResolveCredential(target);
+  if (!password.ok()) {
+    Log(LogLevel::kWarn, "session", id(), " credential: ", password.status().message());
+    co_await Fail(std::string(pgwire::sqlstate::kConnectionFailure),
+                  "the database agent could not resolve the connection's credential; see the agent log");
+    co_return;
+  }
+  UpstreamLoginRequest request;
+  request.target = &target;
+  request.password = std::move(*password);
+  std::string options = absl::StrCat("-c pgward.principal=", EscapeStartupOption(grant_.principal()),
+                                     " -c pgward.session_id=", grant_.session_id());
+  if (grant_.policy().mode() == pgward::v1::MODE_READ_ONLY) {
+    absl::StrAppend(&options, " -c default_transaction_read_only=on");
+  }
+  request.startup_parameters = {{"application_name", "pgward:" + grant_.principal()}, {"options", options}};
+  for (const auto& [name, value] : grant_.startup_parameters()) {
+    request.startup_parameters.emplace_back(name, value);
+  }
+  auto login = co_await LoginUpstream(std::move(request), *deps_.tls);
+  if (!login.ok()) {
+    Log(LogLevel::kWarn, "session", id(), " upstream login: ", login.status().message());
+    co_await Fail(std::string(pgwire::sqlstate::kConnectionFailure), std::string(login.status().message()));
+    co_return;
+  }
+  upstream_ = std::move(*login);
+  if (stopping_) {
+    co_await Fail(std::string(pgwire::sqlstate::kAdminShutdown), "the session was ended before it started");
+    co_return;
+  }
+
+  SetState(State::kOpening);
+  auto* opened = stream_->outgoing().mutable_opened();
+  opened->set_session_id(grant_.session_id());
+  opened->set_ok(true);
+  opened->set_upstream_pid(upstream_.backend_pid);
+  for (const auto& [name, value] : upstream_.parameters) {
+    auto* p = opened->add_parameters();
+    p->set_name(name);
+    p->set_value(value);
+  }
+  if (!co_await stream_->Write()) {
+    end_reason_ = "gateway_gone";
+  } else {
+    stream_->outgoing().clear_opened();
+    Log(LogLevel::kInfo, "session", id(), " relaying for ", grant_.principal(), " to ", target.host(),
+        ":", target.port(), "/", target.database(), " (upstream pid ", upstream_.backend_pid, ")");
+    SetState(State::kRelaying);
+    co_await (GatewayToUpstream() && UpstreamToGateway());
+  }
+  SetState(State::kClosing);
+  CloseUpstream();
+  co_await stream_->Finished();
+  SetState(State::kClosed);
+  pgward::v1::SessionEnded ended;
+  ended.set_session_id(id());
+  ended.set_ended_unix_ms(NowMicros() / 1000);
+  ended.set_reason(end_reason_.empty() ? "closed" : end_reason_);
+  deps_.sink->EmitSessionEnded(std::move(ended));
+  Log(LogLevel::kInfo, "session", id(), " ended: ", end_reason_);
+}
+
+asio::awaitable<void> AgentSession::Fail(std::string sqlstate, std::string message) {
+  auto* opened = stream_->outgoing().mutable_opened();
+  opened->set_session_id(grant_.session_id());
+  opened->set_ok(false);
+  opened->set_sqlstate(sqlstate);
+  opened->set_message(message);
+  if (co_await stream_->Write()) co_await stream_->CloseWrites();
+  // Drain until the gateway finishes the call so OnDone runs.
+  while (co_await stream_->Read()) {
+  }
+  co_await stream_->Finished();
+  SetState(State::kClosed);
+  pgward::v1::SessionEnded ended;
+  ended.set_session_id(id());
+  ended.set_ended_unix_ms(NowMicros() / 1000);
+  ended.set_reason("upstream_login_failed");
+  deps_.sink->EmitSessionEnded(std::move(ended));
+}
+
+asio::awaitable<void> AgentSession::GatewayToUpstream() {
+  FrontendHandler handler(*this);
+  for (;;) {
+    if (!co_await stream_->Read()) {
+      if (end_reason_.empty()) end_reason_ = "client_disconnect";
+      break;
+    }
+    to_upstream_.clear();
+    absl::Status status = frontend_reader_.Feed(stream_->incoming().data(), handler);
+    if (!status.ok()) {
+      Log(LogLevel::kWarn, "session", id(), " protocol violation from caller: ", status.message());
+      end_reason_ = "protocol_violation";
+      break;
+    }
+    if (!to_upstream_.empty()) {
+      if (co_await upstream_.stream->TryWriteAll(asio::buffer(to_upstream_))) {
+        if (end_reason_.empty()) end_reason_ = "upstream_closed";
+        break;
+      }
+    }
+    if (client_terminated_) {
+      end_reason_ = "client_terminate";
+      break;
+    }
+  }
+  CloseUpstream();
+}
+
+asio::awaitable<void> AgentSession::UpstreamToGateway() {
+  BackendHandler handler(*this);
+  std::unique_ptr<char[]> buffer(new char[kUpstreamReadChunk]);
+  std::string fatal;
+  for (;;) {
+    auto [ec, n] = co_await upstream_.stream->TryReadSome(asio::buffer(buffer.get(), kUpstreamReadChunk));
+    if (ec) {
+      if (end_reason_.empty()) end_reason_ = "upstream_closed";
+      break;
+    }
+    auto& frame = stream_->outgoing();
+    frame.mutable_data()->clear();
+    absl::Status status = backend_reader_.Feed(std::string_view(buffer.get(), n), handler);
+    EmitRecords();
+    if (!status.ok()) {
+      // Fail closed: a gateway that no longer understands the conversation stops relaying.
+      Log(LogLevel::kError, "session", id(), " upstream protocol error: ", status.message());
+      end_reason_ = "upstream_protocol_error";
+      pgwire::AppendErrorResponse(fatal, "FATAL", pgwire::sqlstate::kProtocolViolation,
+                                  "pgward: the database sent a message pgward cannot relay; the session was closed");
+      break;
+    }
+    if (frame.data().empty()) continue;
+    frame.set_message_boundary(backend_reader_.AtMessageBoundary());
+    if (!co_await stream_->Write()) {
+      if (end_reason_.empty()) end_reason_ = "client_disconnect";
+      break;
+    }
+  }
+  CloseUpstream();
+  if (!fatal.empty() && backend_reader_.AtMessageBoundary()) {
+    stream_->outgoing().set_data(fatal);
+    stream_->outgoing().set_message_boundary(true);
+    co_await stream_->Write();
+  }
+  co_await stream_->CloseWrites();
+}
+
+void AgentSession::EmitRecords() {
+  for (inspect::StatementRecord& record : tracker_.TakeRecords()) {
+    pgward::v1::StatementEvent event;
+    event.set_session_id(id());
+    event.set_time_unix_us(record.time_unix_us);
+    event.set_protocol(record.extended ? "extended" : "simple");
+    if (record.statement) {
+      event.set_statement(StatementText(*record.statement));
+      event.set_fingerprint(record.statement->fingerprint);
+    }
+    event.set_command_tag(record.command_tag);
+    event.set_rows(record.rows);
+    event.set_sqlstate(record.sqlstate);
+    event.set_error(record.error);
+    event.set_duration_us(record.duration_us);
+    event.set_decision("allowed");
+    event.set_rule(grant_.policy().grant_id());
+    deps_.sink->EmitStatement(std::move(event));
+  }
+}
+
+void AgentSession::EmitDenied(const inspect::AnalyzedStatement& statement, bool extended,
+                              const std::string& error) {
+  pgward::v1::StatementEvent event;
+  event.set_session_id(id());
+  event.set_time_unix_us(NowMicros());
+  event.set_protocol(extended ? "extended" : "simple");
+  event.set_statement(StatementText(statement));
+  event.set_fingerprint(statement.fingerprint);
+  event.set_rows(-1);
+  event.set_sqlstate(std::string(pgwire::sqlstate::kInsufficientPrivilege));
+  event.set_error(error);
+  event.set_decision("denied");
+  event.set_rule(grant_.policy().grant_id());
+  deps_.sink->EmitStatement(std::move(event));
+  Log(LogLevel::kInfo, "session", id(), " denied a ", inspect::StatementClassName(statement.statement_class),
+      " statement for ", grant_.principal(), ": ", error);
+}
+
+// Audit rows hold normalized text by default: literals may carry personal data or secrets.
+std::string AgentSession::StatementText(const inspect::AnalyzedStatement& statement) const {
+  if (grant_.policy().capture_literals()) return statement.text;
+  if (statement.parsed) return statement.normalized;
+  return statement.text.empty() ? std::string() : "<statement that did not parse>";
+}
+
+void AgentSession::CloseUpstream() {
+  if (upstream_.stream) upstream_.stream->Close();
+}
+
+void AgentSession::Cancel() {
+  asio::post(strand_, [self = shared_from_this()] {
+    if (self->state_ != State::kRelaying) return;
+    asio::co_spawn(
+        self->strand_,
+        [self]() -> asio::awaitable<void> {
+          absl::Status status = co_await SendUpstreamCancel(self->grant_.target(), self->upstream_.backend_pid,
+                                                            self->upstream_.backend_key);
+          Log(LogLevel::kInfo, "session", self->id(), " cancel request sent upstream: ",
+              status.ok() ? "ok" : std::string(status.message()));
+        },
+        asio::detached);
+  });
+}
+
+void AgentSession::Stop(std::string reason) {
+  stopping_ = true;
+  asio::post(strand_, [self = shared_from_this(), reason = std::move(reason)] {
+    if (self->end_reason_.empty()) self->end_reason_ = reason;
+    if (self->stream_) self->stream_->Cancel();
+    self->CloseUpstream();
+  });
+}
+
+}  // namespace pgward::agent

@@ -1,0 +1,92 @@
+// One caller session on the agent: upstream login, then the inspected relay in both directions.
+#pragma once
+
+#include <asio.hpp>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "agent/inspect/sql_analyzer.h"
+#include "agent/inspect/statement_tracker.h"
+#include "agent/upstream/tls_contexts.h"
+#include "agent/upstream/upstream_login.h"
+#include "common/pgwire/message_reader.h"
+#include "pgward/v1/agent.grpc.pb.h"
+
+namespace pgward::agent {
+
+class SessionStream;
+
+// Where a session's events go: the control stream's sequenced, acknowledged queue.
+class SessionEventSink {
+ public:
+  virtual ~SessionEventSink() = default;
+  virtual void EmitStatement(pgward::v1::StatementEvent event) = 0;
+  virtual void EmitSessionEnded(pgward::v1::SessionEnded event) = 0;
+};
+
+struct SessionDeps {
+  pgward::v1::AgentService::Stub* stub = nullptr;
+  std::string agent_name;
+  std::string agent_token;
+  TlsContexts* tls = nullptr;
+  inspect::SqlAnalyzer* analyzer = nullptr;
+  SessionEventSink* sink = nullptr;
+  uint32_t max_message_bytes = 64u << 20;
+};
+
+// Lives on its own strand. Run() owns the flow; Cancel() and Stop() may be called from any
+// thread and post to the strand.
+class AgentSession : public std::enable_shared_from_this<AgentSession> {
+ public:
+  // The session's states; every change goes through SetState().
+  enum class State {
+    kLoggingIn,   // opening and authenticating the upstream connection
+    kOpening,     // upstream ready, announcing the session on its gRPC stream
+    kRelaying,    // bytes flow both ways, every message inspected
+    kClosing,     // one side ended; draining the other
+    kClosed,
+  };
+
+  AgentSession(asio::any_io_executor strand, pgward::v1::SessionGrant grant, SessionDeps deps);
+  ~AgentSession();
+
+  const std::string& id() const { return grant_.session_id(); }
+  asio::awaitable<void> Run();
+  // Postgres cancel for the running statement, via a CancelRequest to the upstream backend.
+  void Cancel();
+  // Ends the session (revoke, kill, agent shutdown).
+  void Stop(std::string reason);
+
+ private:
+  class FrontendHandler;
+  class BackendHandler;
+
+  void SetState(State next);
+  asio::awaitable<void> Fail(std::string sqlstate, std::string message);
+  asio::awaitable<void> GatewayToUpstream();
+  asio::awaitable<void> UpstreamToGateway();
+  void EmitRecords();
+  void EmitDenied(const inspect::AnalyzedStatement& statement, bool extended, const std::string& error);
+  std::string StatementText(const inspect::AnalyzedStatement& statement) const;
+  void CloseUpstream();
+
+  asio::any_io_executor strand_;
+  pgward::v1::SessionGrant grant_;
+  SessionDeps deps_;
+  State state_ = State::kLoggingIn;
+  std::unique_ptr<SessionStream> stream_;
+  UpstreamConnection upstream_;
+  inspect::StatementTracker tracker_;
+  pgwire::MessageReader frontend_reader_;
+  pgwire::MessageReader backend_reader_;
+  std::string to_upstream_;           // coalesced frontend bytes of one gateway frame
+  bool discard_until_sync_ = false;   // extended protocol after a refused message
+  std::string refusal_;               // the ErrorResponse owed at the next Sync
+  bool client_terminated_ = false;
+  std::string end_reason_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace pgward::agent

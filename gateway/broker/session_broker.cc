@@ -1,0 +1,286 @@
+#include "gateway/broker/session_broker.h"
+
+#include <asio/experimental/awaitable_operators.hpp>
+
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/crypto/random.h"
+#include "common/crypto/token_hash.h"
+#include "common/util/log.h"
+
+namespace pgward::gateway {
+namespace {
+
+using namespace asio::experimental::awaitable_operators;
+
+int64_t NowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int ModeRank(pgward::v1::Mode mode) {
+  switch (mode) {
+    case pgward::v1::MODE_READ_WRITE: return 3;
+    case pgward::v1::MODE_STATEMENT_CLASSES: return 2;
+    case pgward::v1::MODE_READ_ONLY: return 1;
+    default: return 0;
+  }
+}
+
+}  // namespace
+
+void LiveSession::Kill(std::string reason, std::string message) {
+  absl::MutexLock lock(&mu_);
+  if (finished_) return;
+  if (kill_reason_.empty()) {
+    kill_reason_ = std::move(reason);
+    kill_message_ = std::move(message);
+  }
+  // Safe: the reactor is deleted only after Finish, which follows MarkFinished.
+  stream->Cancel();
+}
+
+void LiveSession::MarkFinished() {
+  absl::MutexLock lock(&mu_);
+  finished_ = true;
+}
+
+std::pair<std::string, std::string> LiveSession::KillReason() {
+  absl::MutexLock lock(&mu_);
+  return {kill_reason_, kill_message_};
+}
+
+pgward::v1::Policy EffectivePolicy(const std::vector<pgward::v1::Grant>& grants) {
+  pgward::v1::Policy best;
+  std::set<std::string> classes;
+  bool capture = false;
+  for (const auto& grant : grants) {
+    const auto& policy = grant.policy();
+    capture = capture || policy.capture_literals();
+    if (policy.mode() == pgward::v1::MODE_STATEMENT_CLASSES) {
+      classes.insert(policy.statement_classes().begin(), policy.statement_classes().end());
+    }
+    if (ModeRank(policy.mode()) > ModeRank(best.mode())) {
+      best = policy;
+      best.set_grant_id(grant.id());
+    }
+  }
+  if (best.mode() == pgward::v1::MODE_STATEMENT_CLASSES) {
+    best.clear_statement_classes();
+    for (const auto& c : classes) best.add_statement_classes(c);
+  }
+  best.set_capture_literals(capture);
+  return best;
+}
+
+SessionBroker::SessionBroker(store::Store& store, const crypto::SecretBox& secrets, AgentRegistry& agents,
+                             std::chrono::milliseconds open_timeout)
+    : store_(store), secrets_(secrets), agents_(agents), open_timeout_(open_timeout) {}
+
+absl::StatusOr<pgward::v1::SessionGrant> SessionBroker::BuildGrant(const identity::VerifiedToken& token,
+                                                                   const std::string& connection_name,
+                                                                   const CallerInfo& caller) {
+  auto connection = store_.GetConnection(connection_name);
+  if (!connection.ok()) {
+    if (absl::IsNotFound(connection.status())) {
+      return absl::NotFoundError(absl::StrCat("connection \"", connection_name,
+                                              "\" does not exist; use dbname=<connection name>"));
+    }
+    return absl::UnavailableError("the gateway store is unavailable");
+  }
+  auto grants = store_.FindGrants(token.issuer, token.principal, token.groups, connection_name, NowMillis());
+  if (!grants.ok()) return absl::UnavailableError("the gateway store is unavailable");
+  if (grants->empty()) {
+    return absl::PermissionDeniedError(absl::StrCat("principal \"", token.principal,
+                                                    "\" has no grant on connection \"", connection_name, "\""));
+  }
+  if (!agents_.Online(connection->agent())) {
+    return absl::UnavailableError(absl::StrCat("the agent \"", connection->agent(), "\" serving connection \"",
+                                               connection_name, "\" is offline; try again later"));
+  }
+  pgward::v1::SessionGrant grant;
+  grant.set_session_id(crypto::NewSessionId());
+  grant.set_principal(token.principal);
+  grant.set_issuer(token.issuer);
+  for (const auto& g : token.groups) grant.add_groups(g);
+  grant.set_connection(connection_name);
+  auto* target = grant.mutable_target();
+  target->set_host(connection->host());
+  target->set_port(connection->port());
+  target->set_database(connection->database());
+  target->set_user(connection->user());
+  target->set_sslmode(connection->sslmode());
+  target->set_password_ref(connection->password_ref());
+  target->set_ca_file(connection->ca_file());
+  if (absl::StartsWith(connection->password_ref(), "gateway:")) {
+    auto sealed = store_.GetSealedPassword(connection_name);
+    if (!sealed.ok()) return absl::UnavailableError("the connection's stored credential is unavailable");
+    auto password = secrets_.Open(*sealed);
+    if (!password.ok()) {
+      Log(LogLevel::kError, "broker", "cannot decrypt the credential of connection ", connection_name,
+          ": ", password.status().message());
+      return absl::UnavailableError("the connection's stored credential cannot be decrypted");
+    }
+    target->set_password_value(*password);
+  }
+  *grant.mutable_policy() = EffectivePolicy(*grants);
+  grant.set_deadline_unix_ms(token.expires_unix * 1000);
+  grant.set_client_addr(caller.client_addr);
+  grant.set_caller_user(caller.caller_user);
+  grant.set_application_name(caller.application_name);
+  for (const auto& [name, value] : caller.startup_parameters) {
+    (*grant.mutable_startup_parameters())[name] = value;
+  }
+  return grant;
+}
+
+asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Open(
+    const identity::VerifiedToken& token, const std::string& connection_name, const CallerInfo& caller) {
+  auto grant = BuildGrant(token, connection_name, caller);
+  if (!grant.ok()) co_return grant.status();
+  const std::string agent = store_.GetConnection(connection_name)->agent();
+  const std::string session_id = grant->session_id();
+
+  auto executor = co_await asio::this_coro::executor;
+  auto bridge = std::make_shared<SessionBridge>(executor);
+  auto paired = std::make_shared<net::AsyncSignal>(executor);
+  {
+    absl::MutexLock lock(&mu_);
+    pending_[session_id] = Pending{agent, bridge, paired, nullptr};
+  }
+  pgward::v1::GatewayMessage message;
+  *message.mutable_session_grant() = *grant;
+  if (!agents_.Send(agent, std::move(message))) {
+    absl::MutexLock lock(&mu_);
+    pending_.erase(session_id);
+    co_return absl::UnavailableError(absl::StrCat("the agent \"", agent, "\" is offline; try again later"));
+  }
+
+  asio::steady_timer timer(executor, open_timeout_);
+  co_await (paired->Wait() || timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
+  SessionStream* stream = nullptr;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = pending_.find(session_id);
+    if (it != pending_.end()) {
+      stream = it->second.stream;
+      pending_.erase(it);
+    }
+  }
+  if (stream == nullptr) {
+    co_return absl::DeadlineExceededError(absl::StrCat(
+        "the agent \"", agent, "\" did not open the session within ", open_timeout_.count() / 1000, " s"));
+  }
+  const pgward::v1::SessionOpened& opened = stream->first_frame().opened();
+  if (!opened.ok()) {
+    std::string message = opened.message().empty() ? "upstream login failed" : opened.message();
+    stream->FinishOk();
+    co_await bridge->done.Wait();
+    co_return absl::UnavailableError(message);
+  }
+
+  auto session = std::make_shared<LiveSession>();
+  session->session_id = session_id;
+  session->principal = token.principal;
+  session->issuer = token.issuer;
+  session->connection = connection_name;
+  session->agent = agent;
+  session->opened = opened;
+  session->stream = stream;
+  session->bridge = bridge;
+  session->cancel_key = crypto::RandomUint32();
+  {
+    absl::MutexLock lock(&mu_);
+    // The caller's BackendKeyData is ours, never the upstream's: a random, unused pid.
+    do {
+      session->cancel_pid = static_cast<int32_t>(crypto::RandomUint32() & 0x7fffffff);
+    } while (session->cancel_pid == 0 || by_cancel_pid_.contains(session->cancel_pid));
+    live_[session_id] = session;
+    by_cancel_pid_[session->cancel_pid] = session;
+  }
+
+  pgward::v1::SessionRecord record;
+  record.set_session_id(session_id);
+  record.set_principal(token.principal);
+  record.set_issuer(token.issuer);
+  record.set_connection(connection_name);
+  record.set_agent(agent);
+  record.set_client_addr(caller.client_addr);
+  record.set_application_name(caller.application_name);
+  record.set_caller_user(caller.caller_user);
+  record.set_started_unix_ms(NowMillis());
+  absl::Status stored = store_.InsertSession(record);
+  if (!stored.ok()) Log(LogLevel::kError, "broker", "recording session ", session_id, ": ", stored.message());
+  co_return session;
+}
+
+bool SessionBroker::PairStream(const std::string& session_id, const std::string& agent, SessionStream* stream) {
+  absl::MutexLock lock(&mu_);
+  auto it = pending_.find(session_id);
+  if (it == pending_.end() || it->second.stream != nullptr) return false;
+  if (it->second.agent != agent) {
+    Log(LogLevel::kWarn, "broker", "agent ", agent, " tried to open session ", session_id,
+        " granted to agent ", it->second.agent);
+    return false;
+  }
+  stream->Attach(it->second.bridge);
+  it->second.stream = stream;
+  it->second.paired->Post(true);
+  return true;
+}
+
+void SessionBroker::Close(const LiveSession& session, const std::string& end_reason) {
+  {
+    absl::MutexLock lock(&mu_);
+    live_.erase(session.session_id);
+    by_cancel_pid_.erase(session.cancel_pid);
+  }
+  absl::Status status = store_.EndSession(session.session_id, NowMillis(), end_reason);
+  if (!status.ok()) Log(LogLevel::kError, "broker", "ending session ", session.session_id, ": ", status.message());
+}
+
+void SessionBroker::Cancel(int32_t pid, uint32_t key) {
+  std::shared_ptr<LiveSession> session;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = by_cancel_pid_.find(pid);
+    if (it != by_cancel_pid_.end()) session = it->second;
+  }
+  auto as_bytes = [](uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), sizeof v); };
+  if (!session || !crypto::ConstantTimeEquals(as_bytes(session->cancel_key), as_bytes(key))) {
+    Log(LogLevel::kInfo, "broker", "ignored a cancel request with an unknown key");
+    return;
+  }
+  pgward::v1::GatewayMessage message;
+  message.mutable_cancel_session()->set_session_id(session->session_id);
+  bool sent = agents_.Send(session->agent, std::move(message));
+  Log(LogLevel::kInfo, "broker", "cancel for session ", session->session_id, sent ? " sent to agent " : " could not reach agent ",
+      session->agent);
+}
+
+bool SessionBroker::AgentOnline(const std::string& agent) { return agents_.Online(agent); }
+
+uint32_t SessionBroker::ActiveSessions(const std::string& agent) {
+  absl::MutexLock lock(&mu_);
+  uint32_t count = 0;
+  for (const auto& [id, session] : live_) count += session->agent == agent ? 1 : 0;
+  return count;
+}
+
+absl::Status SessionBroker::KillSession(const std::string& session_id) {
+  std::shared_ptr<LiveSession> session;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = live_.find(session_id);
+    if (it != live_.end()) session = it->second;
+  }
+  if (!session) return absl::NotFoundError(absl::StrCat("no live session ", session_id));
+  session->Kill("killed", "pgward: the session was terminated by an administrator");
+  return absl::OkStatus();
+}
+
+}  // namespace pgward::gateway

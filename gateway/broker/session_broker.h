@@ -1,0 +1,102 @@
+// Turns an authenticated caller into a live session: grant check, agent hand-off, pairing.
+#pragma once
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/crypto/secret_box.h"
+#include "gateway/admin/admin_interfaces.h"
+#include "gateway/broker/agent_registry.h"
+#include "gateway/broker/session_stream.h"
+#include "gateway/identity/verified_token.h"
+#include "gateway/store/store.h"
+
+namespace pgward::gateway {
+
+struct CallerInfo {
+  std::string client_addr;
+  std::string caller_user;
+  std::string application_name;
+  std::vector<std::pair<std::string, std::string>> startup_parameters;  // already filtered
+};
+
+// One paired session as the broker, the admin API and cancel routing see it.
+class LiveSession {
+ public:
+  std::string session_id, principal, issuer, connection, agent;
+  int32_t cancel_pid = 0;
+  uint32_t cancel_key = 0;
+  pgward::v1::SessionOpened opened;
+  SessionStream* stream = nullptr;
+  std::shared_ptr<SessionBridge> bridge;
+
+  // Ends the session from outside (admin kill, expiry). The caller's coroutine sees its
+  // stream fail and tells the caller `message` with SQLSTATE 57P01.
+  void Kill(std::string reason, std::string message);
+  // Called by the caller's coroutine just before it finishes the stream.
+  void MarkFinished();
+  // The kill reason and message, if the session was killed.
+  std::pair<std::string, std::string> KillReason();
+
+ private:
+  absl::Mutex mu_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::string kill_reason_ ABSL_GUARDED_BY(mu_);
+  std::string kill_message_ ABSL_GUARDED_BY(mu_);
+};
+
+// Error codes of Open() map to the contract's SQLSTATEs: PermissionDenied -> 28000,
+// NotFound -> 3D000, Unavailable/DeadlineExceeded -> 08006.
+class SessionBroker : public admin::LiveDirectory {
+ public:
+  SessionBroker(store::Store& store, const crypto::SecretBox& secrets, AgentRegistry& agents,
+                std::chrono::milliseconds open_timeout);
+
+  asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> Open(const identity::VerifiedToken& token,
+                                                                     const std::string& connection,
+                                                                     const CallerInfo& caller);
+  // From a new Session stream's first frame. False: nobody waits for it (or the wrong agent).
+  bool PairStream(const std::string& session_id, const std::string& agent, SessionStream* stream);
+  void Close(const LiveSession& session, const std::string& end_reason);
+  // A CancelRequest; forged or stale keys do nothing (and say nothing, as in Postgres).
+  void Cancel(int32_t pid, uint32_t key);
+
+  bool AgentOnline(const std::string& agent) override;
+  uint32_t ActiveSessions(const std::string& agent) override;
+  absl::Status KillSession(const std::string& session_id) override;
+
+ private:
+  struct Pending {
+    std::string agent;
+    std::shared_ptr<SessionBridge> bridge;
+    std::shared_ptr<net::AsyncSignal> paired;
+    SessionStream* stream = nullptr;
+  };
+  absl::StatusOr<pgward::v1::SessionGrant> BuildGrant(const identity::VerifiedToken& token,
+                                                      const std::string& connection,
+                                                      const CallerInfo& caller);
+
+  store::Store& store_;
+  const crypto::SecretBox& secrets_;
+  AgentRegistry& agents_;
+  const std::chrono::milliseconds open_timeout_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<LiveSession>> live_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<int32_t, std::shared_ptr<LiveSession>> by_cancel_pid_ ABSL_GUARDED_BY(mu_);
+};
+
+// The most permissive of the matching grants wins: read-write, then explicit classes
+// (their union), then read-only. Literal capture is on if any grant asks for it.
+pgward::v1::Policy EffectivePolicy(const std::vector<pgward::v1::Grant>& grants);
+
+}  // namespace pgward::gateway

@@ -1,0 +1,52 @@
+#include "gateway/broker/session_stream.h"
+
+#include "common/util/log.h"
+#include "gateway/broker/session_broker.h"
+
+namespace pgward::gateway {
+
+SessionStream::SessionStream(grpc::CallbackServerContext* context, SessionBroker& broker, std::string agent)
+    : context_(context), broker_(broker), agent_(std::move(agent)) {
+  StartRead(&first_);
+}
+
+void SessionStream::Attach(std::shared_ptr<SessionBridge> bridge) {
+  absl::MutexLock lock(&mu_);
+  bridge_ = std::move(bridge);
+}
+
+void SessionStream::OnReadDone(bool ok) {
+  if (first_read_) {
+    first_read_ = false;
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "session stream closed before it opened"));
+      return;
+    }
+    if (!first_.has_opened() || first_.opened().session_id().empty()) {
+      Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "first session frame must carry `opened`"));
+      return;
+    }
+    // On success the broker has attached a bridge and the caller drives the stream from now on.
+    if (!broker_.PairStream(first_.opened().session_id(), agent_, this)) {
+      Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "no caller is waiting for this session"));
+    }
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  if (bridge_) bridge_->read_done.Post(ok);
+}
+
+void SessionStream::OnWriteDone(bool ok) {
+  absl::MutexLock lock(&mu_);
+  if (bridge_) bridge_->write_done.Post(ok);
+}
+
+void SessionStream::OnDone() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (bridge_) bridge_->done.Post(true);
+  }
+  delete this;
+}
+
+}  // namespace pgward::gateway

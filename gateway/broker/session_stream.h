@@ -1,0 +1,63 @@
+// The gateway's end of one AgentService.Session stream: paired with a caller, then awaited.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <asio.hpp>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "common/net/async_signal.h"
+#include "pgward/v1/agent.grpc.pb.h"
+
+namespace pgward::gateway {
+
+class SessionBroker;
+
+// Shared between the reactor (gRPC threads) and the caller's coroutine (an asio strand), so
+// neither outlives what the other still touches: gRPC deletes the reactor after OnDone, the
+// coroutine keeps the bridge.
+struct SessionBridge {
+  explicit SessionBridge(const asio::any_io_executor& executor)
+      : read_done(executor), write_done(executor), done(executor) {}
+  net::AsyncSignal read_done;
+  net::AsyncSignal write_done;
+  net::AsyncSignal done;
+};
+
+// Lifecycle: authenticated at creation; reads the agent's first frame (`opened`) and asks the
+// broker to pair it with the waiting caller. Once paired, only that caller's coroutine starts
+// reads and writes and calls Finish(); gRPC then calls OnDone and the reactor deletes itself.
+class SessionStream : public grpc::ServerBidiReactor<pgward::v1::SessionFrame, pgward::v1::SessionFrame> {
+ public:
+  SessionStream(grpc::CallbackServerContext* context, SessionBroker& broker, std::string agent);
+
+  // For the paired caller's coroutine.
+  void Attach(std::shared_ptr<SessionBridge> bridge);
+  const pgward::v1::SessionFrame& first_frame() const { return first_; }
+  pgward::v1::SessionFrame& incoming() { return incoming_; }
+  pgward::v1::SessionFrame& outgoing() { return outgoing_; }
+  void StartReading() { StartRead(&incoming_); }
+  void StartWriting() { StartWrite(&outgoing_); }
+  void Cancel() { context_->TryCancel(); }
+  void FinishOk() { Finish(grpc::Status::OK); }
+
+  void OnReadDone(bool ok) override;
+  void OnWriteDone(bool ok) override;
+  void OnDone() override;
+
+ private:
+  grpc::CallbackServerContext* context_;
+  SessionBroker& broker_;
+  const std::string agent_;
+  absl::Mutex mu_;
+  std::shared_ptr<SessionBridge> bridge_ ABSL_GUARDED_BY(mu_);
+  bool first_read_ = true;
+  pgward::v1::SessionFrame first_;
+  pgward::v1::SessionFrame incoming_;
+  pgward::v1::SessionFrame outgoing_;
+};
+
+}  // namespace pgward::gateway

@@ -1,0 +1,13 @@
+# The gateway's own code: broker, AgentService, Postgres endpoint, and the binary.
+add_library(pgward_gateway_core STATIC
+  broker/agent_registry.cc broker/agent_service.cc broker/audit_writer.cc broker/control_stream.cc
+  broker/session_broker.cc broker/session_stream.cc
+  frontend/frontend_connection.cc frontend/pg_listener.cc)
+pgward_target_defaults(pgward_gateway_core)
+target_link_libraries(pgward_gateway_core PUBLIC pgward_proto pgward_store pgward_admin pgward_identity
+  pgward_pgwire pgward_crypto pgward_net pgward_util absl::flat_hash_map absl::synchronization)
+
+add_executable(pgward-gateway main.cc)
+pgward_target_defaults(pgward-gateway)
+target_compile_definitions(pgward-gateway PRIVATE PGWARD_VERSION="${PROJECT_VERSION}")
+target_link_libraries(pgward-gateway PRIVATE pgward_gateway_core absl::flags absl::flags_parse)

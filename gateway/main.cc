@@ -1,0 +1,208 @@
+// pgward-gateway: parses flags and wires identity, store, broker, endpoints and the admin API.
+#include <grpcpp/grpcpp.h>
+#include <sys/stat.h>
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <iostream>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "common/crypto/secret_box.h"
+#include "common/crypto/tls_material.h"
+#include "common/util/log.h"
+#include "gateway/admin/admin_key_authorizer.h"
+#include "gateway/admin/admin_service.h"
+#include "gateway/broker/agent_registry.h"
+#include "gateway/broker/agent_service.h"
+#include "gateway/broker/audit_writer.h"
+#include "gateway/broker/session_broker.h"
+#include "gateway/frontend/pg_listener.h"
+#include "gateway/identity/http_fetcher.h"
+#include "gateway/identity/token_verifier.h"
+#include "gateway/store/store.h"
+
+ABSL_FLAG(std::string, data_dir, "/var/lib/pgward", "state directory: pgward.db, admin.key, secret.key, tls/");
+ABSL_FLAG(std::string, pg_listen, "0.0.0.0:15432", "Postgres endpoint HOST:PORT");
+ABSL_FLAG(std::string, grpc_listen, "0.0.0.0:9443", "gRPC endpoint (AgentService, AdminService) HOST:PORT");
+ABSL_FLAG(std::vector<std::string>, oidc_issuer, {}, "trusted issuer URL (repeatable or comma-separated)");
+ABSL_FLAG(std::vector<std::string>, oidc_audience, {}, "accepted token audience (repeatable or comma-separated)");
+ABSL_FLAG(std::string, oidc_jwks_file, "", "static JWKS file for the (single) issuer instead of discovery");
+ABSL_FLAG(std::string, oidc_ca_file, "", "CA bundle for HTTPS discovery and JWKS fetches");
+ABSL_FLAG(std::string, principal_claim, "sub", "token claim that names the principal");
+ABSL_FLAG(std::string, groups_claim, "groups", "token claim that lists the principal's groups");
+ABSL_FLAG(std::vector<std::string>, admin_principal, {}, "OIDC principal allowed to use AdminService (repeatable)");
+ABSL_FLAG(std::vector<std::string>, admin_group, {}, "OIDC group allowed to use AdminService (repeatable)");
+ABSL_FLAG(std::string, tls_cert, "", "certificate chain (PEM) for both endpoints; self-signed in DIR/tls if empty");
+ABSL_FLAG(std::string, tls_key, "", "private key (PEM) for --tls-cert");
+ABSL_FLAG(bool, allow_insecure_loopback, false, "accept plaintext Postgres logins from loopback (development only)");
+ABSL_FLAG(int, io_threads, 2, "threads serving caller sockets");
+ABSL_FLAG(int, session_open_timeout_ms, 15000, "how long a caller waits for the agent to open its session");
+ABSL_FLAG(int, max_connections, 10000, "caller connections accepted at once");
+ABSL_FLAG(std::string, log_level, "info", "debug|info|warn|error");
+
+namespace {
+
+[[noreturn]] void Die(const std::string& message) {
+  std::cerr << "pgward-gateway: " << message << "\n";
+  std::exit(2);
+}
+
+std::string DieIfError(const absl::StatusOr<std::string>& value, const std::string& what) {
+  if (!value.ok()) Die(what + ": " + std::string(value.status().message()));
+  return *value;
+}
+
+pgward::LogLevel ParseLevel(const std::string& level) {
+  if (level == "debug") return pgward::LogLevel::kDebug;
+  if (level == "warn") return pgward::LogLevel::kWarn;
+  if (level == "error") return pgward::LogLevel::kError;
+  if (level != "info") Die("--log-level must be debug, info, warn or error");
+  return pgward::LogLevel::kInfo;
+}
+
+bool Contains(const std::vector<std::string>& list, const std::string& value) {
+  return std::find(list.begin(), list.end(), value) != list.end();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "pgward-gateway --data-dir DIR --oidc-issuer URL --oidc-audience AUD [--pg-listen HOST:PORT] "
+      "[--grpc-listen HOST:PORT] [--tls-cert F --tls-key F] ...");
+  absl::ParseCommandLine(argc, argv);
+  pgward::SetLogLevel(ParseLevel(absl::GetFlag(FLAGS_log_level)));
+  std::signal(SIGPIPE, SIG_IGN);
+
+  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  if (::mkdir(data_dir.c_str(), 0700) != 0 && errno != EEXIST) Die("cannot create --data-dir " + data_dir);
+  const auto issuers = absl::GetFlag(FLAGS_oidc_issuer);
+  const auto audiences = absl::GetFlag(FLAGS_oidc_audience);
+  if (issuers.empty()) Die("at least one --oidc-issuer is required");
+  if (audiences.empty()) Die("at least one --oidc-audience is required");
+  if (!absl::GetFlag(FLAGS_oidc_jwks_file).empty() && issuers.size() != 1) {
+    Die("--oidc-jwks-file needs exactly one --oidc-issuer");
+  }
+  if (absl::GetFlag(FLAGS_tls_cert).empty() != absl::GetFlag(FLAGS_tls_key).empty()) {
+    Die("--tls-cert and --tls-key go together");
+  }
+
+  // TLS material: the operator's, or a self-signed pair generated once in DIR/tls.
+  std::string cert_path = absl::GetFlag(FLAGS_tls_cert);
+  std::string key_path = absl::GetFlag(FLAGS_tls_key);
+  if (cert_path.empty()) {
+    cert_path = data_dir + "/tls/gateway.crt";
+    key_path = data_dir + "/tls/gateway.key";
+    absl::Status made = pgward::crypto::EnsureSelfSignedCertificate(cert_path, key_path, "pgward-gateway", {});
+    if (!made.ok()) Die("cannot create a self-signed certificate: " + std::string(made.message()));
+  }
+  const std::string cert_pem = DieIfError(pgward::crypto::ReadFileToString(cert_path), "cannot read TLS certificate");
+  const std::string key_pem = DieIfError(pgward::crypto::ReadFileToString(key_path), "cannot read TLS key");
+  auto fingerprint = pgward::crypto::CertificateSha256Fingerprint(cert_path);
+  pgward::Log(pgward::LogLevel::kInfo, "gateway", "TLS certificate ", cert_path, " sha256 ",
+              fingerprint.ok() ? *fingerprint : std::string("?"));
+
+  const std::string admin_key = DieIfError(pgward::admin::EnsureAdminKey(data_dir), "cannot prepare admin.key");
+  auto secrets = pgward::crypto::SecretBox::LoadOrCreate(data_dir + "/secret.key");
+  if (!secrets.ok()) Die("cannot prepare secret.key: " + std::string(secrets.status().message()));
+  auto store = pgward::store::Store::Open(data_dir + "/pgward.db");
+  if (!store.ok()) Die("cannot open the store: " + std::string(store.status().message()));
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch()).count();
+  (void)(*store)->EndAllOpenSessions(now_ms, "gateway_restart");
+
+  pgward::identity::VerifierConfig verifier_config;
+  for (const auto& issuer : issuers) {
+    pgward::identity::IssuerConfig config;
+    config.issuer_url = issuer;
+    config.audiences = audiences;
+    config.jwks_file = absl::GetFlag(FLAGS_oidc_jwks_file);
+    verifier_config.issuers.push_back(config);
+  }
+  verifier_config.principal_claim = absl::GetFlag(FLAGS_principal_claim);
+  verifier_config.groups_claim = absl::GetFlag(FLAGS_groups_claim);
+  verifier_config.ca_file = absl::GetFlag(FLAGS_oidc_ca_file);
+  pgward::identity::TokenVerifier verifier(verifier_config,
+                                           pgward::identity::MakeCurlHttpFetcher(verifier_config.ca_file));
+  absl::Status started = verifier.Start();
+  if (!started.ok()) Die("OIDC set-up failed: " + std::string(started.message()));
+
+  const auto admin_principals = absl::GetFlag(FLAGS_admin_principal);
+  const auto admin_groups = absl::GetFlag(FLAGS_admin_group);
+  pgward::admin::AdminKeyAuthorizer authorizer(
+      admin_key, [&](std::string_view bearer) -> absl::StatusOr<std::string> {
+        auto token = verifier.Verify(bearer);
+        if (!token.ok()) return token.status();
+        if (Contains(admin_principals, token->principal)) return token->principal;
+        for (const auto& group : token->groups) {
+          if (Contains(admin_groups, group)) return token->principal;
+        }
+        return absl::PermissionDeniedError("principal is not an administrator");
+      });
+
+  pgward::gateway::AgentRegistry registry;
+  pgward::gateway::AuditWriter audit(**store);
+  pgward::gateway::SessionBroker broker(**store, *secrets, registry,
+                                        std::chrono::milliseconds(absl::GetFlag(FLAGS_session_open_timeout_ms)));
+  pgward::gateway::AgentServiceImpl agent_service(**store, registry, audit, broker, 10000);
+  pgward::admin::AdminServiceImpl admin_service(**store, *secrets, authorizer, broker);
+
+  grpc::SslServerCredentialsOptions ssl;
+  ssl.pem_key_cert_pairs.push_back({key_pem, cert_pem});
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(absl::GetFlag(FLAGS_grpc_listen), grpc::SslServerCredentials(ssl), &grpc_port);
+  builder.RegisterService(&agent_service);
+  builder.RegisterService(&admin_service);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || grpc_port == 0) Die("cannot listen for gRPC on " + absl::GetFlag(FLAGS_grpc_listen));
+
+  asio::io_context io;
+  asio::ssl::context tls(asio::ssl::context::tls_server);
+  tls.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                  asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 | asio::ssl::context::no_tlsv1_1);
+  tls.use_certificate_chain(asio::buffer(cert_pem));
+  tls.use_private_key(asio::buffer(key_pem), asio::ssl::context::pem);
+  // Session resumption makes reconnect storms cheap (ARCHITECTURE.md: connection setup).
+  static const unsigned char kSessionContext[] = "pgward";
+  SSL_CTX_set_session_id_context(tls.native_handle(), kSessionContext, sizeof(kSessionContext) - 1);
+  SSL_CTX_set_session_cache_mode(tls.native_handle(), SSL_SESS_CACHE_SERVER);
+
+  asio::thread_pool blocking_pool(2);
+  pgward::gateway::FrontendDeps deps;
+  deps.tls = &tls;
+  deps.verifier = &verifier;
+  deps.broker = &broker;
+  deps.blocking_pool = &blocking_pool;
+  deps.options.allow_insecure_loopback = absl::GetFlag(FLAGS_allow_insecure_loopback);
+  pgward::gateway::PgListener listener(io, deps, static_cast<size_t>(absl::GetFlag(FLAGS_max_connections)));
+  absl::Status listening = listener.Listen(absl::GetFlag(FLAGS_pg_listen));
+  if (!listening.ok()) Die(std::string(listening.message()));
+  asio::co_spawn(io, listener.AcceptLoop(), asio::detached);
+
+  pgward::Log(pgward::LogLevel::kInfo, "gateway", "pgward-gateway ", PGWARD_VERSION, " listening: postgres :",
+              listener.port(), ", grpc :", grpc_port, ", data dir ", data_dir);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const asio::error_code&, int signal) {
+    pgward::Log(pgward::LogLevel::kInfo, "gateway", "signal ", signal, ": stopping");
+    std::_Exit(0);
+  });
+  auto work = asio::make_work_guard(io);
+  std::vector<std::thread> threads;
+  for (int i = 1; i < std::max(1, absl::GetFlag(FLAGS_io_threads)); ++i) threads.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : threads) t.join();
+  return 0;
+}
