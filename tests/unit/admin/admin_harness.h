@@ -54,17 +54,17 @@ class ScriptedLiveDirectory : public LiveDirectory {
 
 class AdminHarness {
  public:
-  AdminHarness()
+  explicit AdminHarness(std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials(),
+                        std::shared_ptr<grpc::ChannelCredentials> client_credentials = grpc::InsecureChannelCredentials())
       : store_(*store::Store::Open(":memory:")),
         secrets_(*crypto::SecretBox::FromKey(std::string(32, 'k'))),
         authorizer_(kAdminKey),
         service_(*store_, secrets_, authorizer_, live_) {
     grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort("127.0.0.1:0", credentials, &port_);
     builder.RegisterService(&service_);
     server_ = builder.BuildAndStart();
-    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+    channel_ = grpc::CreateChannel(address(), client_credentials);
     stub_ = pgward::v1::AdminService::NewStub(channel_);
   }
   ~AdminHarness() { server_->Shutdown(); }
@@ -79,6 +79,7 @@ class AdminHarness {
   }
 
   pgward::v1::AdminService::Stub& stub() { return *stub_; }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   store::Store& store() { return *store_; }
   const crypto::SecretBox& secrets() { return secrets_; }
   ScriptedLiveDirectory& live() { return live_; }
@@ -89,6 +90,7 @@ class AdminHarness {
   AdminKeyAuthorizer authorizer_;
   ScriptedLiveDirectory live_;
   AdminServiceImpl service_;
+  int port_ = 0;
   std::unique_ptr<grpc::Server> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pgward::v1::AdminService::Stub> stub_;
