@@ -20,6 +20,7 @@
 #include "agent/upstream/tls_contexts.h"
 #include "common/crypto/random.h"
 #include "common/crypto/tls_material.h"
+#include "common/util/flag_args.h"
 #include "common/util/log.h"
 
 ABSL_FLAG(std::string, gateway, "localhost:9443", "gateway gRPC address HOST:PORT");
@@ -51,7 +52,9 @@ pgward::LogLevel ParseLevel(const std::string& level) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "pgward-agent --gateway HOST:PORT --name NAME --token-file F --ca-file F --data-dir DIR");
-  absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> args = pgward::NormalizeFlagArgs(argc, argv, {});
+  std::vector<char*> arg_pointers = pgward::ArgvPointers(args);
+  absl::ParseCommandLine(static_cast<int>(args.size()), arg_pointers.data());
   pgward::SetLogLevel(ParseLevel(absl::GetFlag(FLAGS_log_level)));
   const std::string name = absl::GetFlag(FLAGS_name);
   if (name.empty()) Die("--name is required");
@@ -70,18 +73,18 @@ int main(int argc, char** argv) {
     if (!ca.ok()) Die("cannot read --ca-file: " + std::string(ca.status().message()));
     ssl.pem_root_certs = *ca;
   }
-  grpc::ChannelArguments args;
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 10000);
+  grpc::ChannelArguments channel_args;
+  channel_args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  channel_args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  channel_args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  channel_args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  channel_args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
+  channel_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+  channel_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 10000);
   if (!absl::GetFlag(FLAGS_tls_server_name).empty()) {
-    args.SetSslTargetNameOverride(absl::GetFlag(FLAGS_tls_server_name));
+    channel_args.SetSslTargetNameOverride(absl::GetFlag(FLAGS_tls_server_name));
   }
-  auto channel = grpc::CreateCustomChannel(absl::GetFlag(FLAGS_gateway), grpc::SslCredentials(ssl), args);
+  auto channel = grpc::CreateCustomChannel(absl::GetFlag(FLAGS_gateway), grpc::SslCredentials(ssl), channel_args);
   auto stub = pgward::v1::AgentService::NewStub(channel);
 
   asio::io_context io;

@@ -15,6 +15,7 @@
 #include "absl/flags/usage.h"
 #include "common/crypto/secret_box.h"
 #include "common/crypto/tls_material.h"
+#include "common/util/flag_args.h"
 #include "common/util/log.h"
 #include "gateway/admin/admin_key_authorizer.h"
 #include "gateway/admin/admin_service.h"
@@ -76,7 +77,9 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "pgward-gateway --data-dir DIR --oidc-issuer URL --oidc-audience AUD [--pg-listen HOST:PORT] "
       "[--grpc-listen HOST:PORT] [--tls-cert F --tls-key F] ...");
-  absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> args = pgward::NormalizeFlagArgs(argc, argv, {"oidc_issuer", "oidc_audience", "admin_principal", "admin_group"});
+  std::vector<char*> arg_pointers = pgward::ArgvPointers(args);
+  absl::ParseCommandLine(static_cast<int>(args.size()), arg_pointers.data());
   pgward::SetLogLevel(ParseLevel(absl::GetFlag(FLAGS_log_level)));
   std::signal(SIGPIPE, SIG_IGN);
 

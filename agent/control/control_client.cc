@@ -4,51 +4,65 @@
 
 #include <random>
 
+#include "agent/session/session_stream.h"
 #include "common/util/log.h"
 
 namespace pgward::agent {
 
 using namespace asio::experimental::awaitable_operators;
 
-// One Control call: a gRPC callback reactor whose completions are awaited on the strand.
+// One Control call: a gRPC callback reactor whose completions are awaited on the strand. It
+// deletes itself in OnDone (gRPC may touch it until then); the owner keeps the signals.
 class ControlClient::Stream
     : public grpc::ClientBidiReactor<pgward::v1::AgentMessage, pgward::v1::GatewayMessage> {
  public:
-  Stream(pgward::v1::AgentService::Stub& stub, const asio::any_io_executor& executor,
+  Stream(pgward::v1::AgentService::Stub& stub, std::shared_ptr<StreamSignals> signals,
          const ControlOptions& options)
-      : read_done_(executor), write_done_(executor), done_(executor) {
+      : signals_(std::move(signals)) {
     context_.AddMetadata("authorization", "Bearer " + options.agent_token);
     context_.AddMetadata("x-pgward-agent", options.agent_name);
+    {
+      absl::MutexLock lock(&signals_->mu);
+      signals_->context = &context_;
+    }
     stub.async()->Control(&context_, this);
+    AddHold();  // released by Release(): the reader must be done with incoming() first
     StartCall();
   }
   pgward::v1::GatewayMessage& incoming() { return incoming_; }
   pgward::v1::AgentMessage& outgoing() { return outgoing_; }
   asio::awaitable<bool> Read() {
+    auto signals = signals_;
     StartRead(&incoming_);
-    co_return co_await read_done_.Wait();
+    co_return co_await signals->read_done.Wait();
   }
   asio::awaitable<bool> Write() {
+    auto signals = signals_;
     StartWrite(&outgoing_);
-    co_return co_await write_done_.Wait();
+    co_return co_await signals->write_done.Wait();
   }
-  void Cancel() { context_.TryCancel(); }
-  asio::awaitable<void> Finished() { co_await done_.Wait(); }
-  const grpc::Status& status() const { return status_; }
+  void Release() { RemoveHold(); }
 
-  void OnReadDone(bool ok) override { read_done_.Post(ok); }
-  void OnWriteDone(bool ok) override { write_done_.Post(ok); }
+  void OnReadDone(bool ok) override { signals_->read_done.Post(ok); }
+  void OnWriteDone(bool ok) override { signals_->write_done.Post(ok); }
   void OnDone(const grpc::Status& status) override {
-    status_ = status;
-    done_.Post(true);
+    auto signals = signals_;
+    signals->status = status;
+    {
+      absl::MutexLock lock(&signals->mu);
+      signals->context = nullptr;
+    }
+    delete this;
+    signals->done.Post(true);
   }
 
  private:
+  ~Stream() override = default;
+
+  std::shared_ptr<StreamSignals> signals_;
   grpc::ClientContext context_;
   pgward::v1::GatewayMessage incoming_;
   pgward::v1::AgentMessage outgoing_;
-  net::AsyncSignal read_done_, write_done_, done_;
-  grpc::Status status_;
 };
 
 ControlClient::ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub,
@@ -65,16 +79,19 @@ asio::awaitable<void> ControlClient::Run() {
   auto backoff = options_.initial_backoff;
   asio::steady_timer timer(strand_);
   for (;;) {
-    Stream stream(stub_, strand_, options_);
-    bool welcomed = co_await Serve(stream);
+    auto signals = std::make_shared<StreamSignals>(strand_);
+    current_signals_ = signals;
+    auto* stream = new Stream(stub_, signals, options_);
+    bool welcomed = co_await Serve(*stream);
     connected_ = false;
-    stream.Cancel();
-    co_await stream.Finished();
+    signals->Cancel();
+    stream->Release();
+    co_await signals->done.Wait();  // `stream` deleted itself
     if (welcomed) backoff = options_.initial_backoff;
     // Full jitter around the current step keeps a fleet of agents from reconnecting in step.
     std::uniform_real_distribution<double> jitter(0.5, 1.5);
     auto delay = std::chrono::milliseconds(static_cast<int64_t>(backoff.count() * jitter(rng)));
-    Log(LogLevel::kWarn, "control", "stream to gateway ended (", stream.status().error_message(),
+    Log(LogLevel::kWarn, "control", "stream to gateway ended (", signals->status.error_message(),
         "); reconnecting in ", delay.count(), " ms");
     backoff = std::min(backoff * 2, options_.max_backoff);
     timer.expires_after(delay);
@@ -96,7 +113,12 @@ asio::awaitable<bool> ControlClient::Serve(Stream& stream) {
 }
 
 asio::awaitable<void> ControlClient::ReadLoop(Stream& stream, bool& welcomed) {
-  while (co_await stream.Read()) Dispatch(stream.incoming(), welcomed);
+  // (GCC 12 miscompiles co_await inside a loop condition; keep awaits in statements.)
+  for (;;) {
+    const bool ok = co_await stream.Read();
+    if (!ok) break;
+    Dispatch(stream.incoming(), welcomed);
+  }
   broken_ = true;
   wake_.Post(true);
 }
@@ -156,7 +178,7 @@ asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
     co_await (wake_.Wait() ||
               heartbeat.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
   }
-  stream.Cancel();  // the reader may still be waiting on a healthy-looking stream
+  current_signals_->Cancel();  // the reader may still wait on a healthy-looking stream
 }
 
 }  // namespace pgward::agent

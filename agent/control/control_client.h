@@ -10,6 +10,7 @@
 
 #include "agent/control/event_queue.h"
 #include "agent/control/session_manager.h"
+#include "agent/session/session_stream.h"
 #include "common/net/async_signal.h"
 #include "pgward/v1/agent.grpc.pb.h"
 
@@ -49,6 +50,7 @@ class ControlClient {
   SessionManager& sessions_;
   EventQueue& events_;
   net::AsyncSignal wake_;
+  std::shared_ptr<StreamSignals> current_signals_;  // of the stream being served
   bool broken_ = false;
   std::atomic<bool> connected_{false};
 };

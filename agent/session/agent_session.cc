@@ -258,7 +258,8 @@ void AgentSession::SetState(State next) {
 asio::awaitable<void> AgentSession::Run() {
   auto self = shared_from_this();
   const auto& target = grant_.target();
-  stream_ = std::make_unique<SessionStream>(*deps_.stub, strand_, deps_.agent_name, deps_.agent_token);
+  stream_ = new SessionStream(*deps_.stub, strand_, deps_.agent_name, deps_.agent_token);
+  stream_signals_ = stream_->signals();
 
   auto password = ResolveCredential(target);
   if (!password.ok()) {
@@ -313,6 +314,7 @@ asio::awaitable<void> AgentSession::Run() {
   SetState(State::kClosing);
   CloseUpstream();
   co_await stream_->Finished();
+  stream_ = nullptr;
   SetState(State::kClosed);
   pgward::v1::SessionEnded ended;
   ended.set_session_id(id());
@@ -330,9 +332,12 @@ asio::awaitable<void> AgentSession::Fail(std::string sqlstate, std::string messa
   opened->set_message(message);
   if (co_await stream_->Write()) co_await stream_->CloseWrites();
   // Drain until the gateway finishes the call so OnDone runs.
-  while (co_await stream_->Read()) {
+  for (;;) {
+    const bool more = co_await stream_->Read();
+    if (!more) break;
   }
   co_await stream_->Finished();
+  stream_ = nullptr;
   SetState(State::kClosed);
   pgward::v1::SessionEnded ended;
   ended.set_session_id(id());
@@ -476,7 +481,7 @@ void AgentSession::Stop(std::string reason) {
   stopping_ = true;
   asio::post(strand_, [self = shared_from_this(), reason = std::move(reason)] {
     if (self->end_reason_.empty()) self->end_reason_ = reason;
-    if (self->stream_) self->stream_->Cancel();
+    if (self->stream_signals_) self->stream_signals_->Cancel();
     self->CloseUpstream();
   });
 }

@@ -17,6 +17,7 @@
 namespace pgward::agent {
 
 class SessionStream;
+struct StreamSignals;
 
 // Where a session's events go: the control stream's sequenced, acknowledged queue.
 class SessionEventSink {
@@ -76,7 +77,8 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   pgward::v1::SessionGrant grant_;
   SessionDeps deps_;
   State state_ = State::kLoggingIn;
-  std::unique_ptr<SessionStream> stream_;
+  SessionStream* stream_ = nullptr;  // deletes itself in OnDone; nulled once Finished()
+  std::shared_ptr<StreamSignals> stream_signals_;  // outlives stream_, for Stop()
   UpstreamConnection upstream_;
   inspect::StatementTracker tracker_;
   pgwire::MessageReader frontend_reader_;
