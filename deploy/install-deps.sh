@@ -9,7 +9,7 @@ PACKAGES=(
   libssl-dev libsqlite3-dev catch2 libcpp-jwt-dev nlohmann-json3-dev libpg-query-dev
   libpq-dev libcurl4-openssl-dev libasio-dev
   postgresql-15 postgresql-client-15 pgbouncer
-  libpostgresql-jdbc-java openjdk-17-jdk-headless python3-psycopg2 python3-psycopg
+  libpostgresql-jdbc-java openjdk-17-jdk-headless python3-psycopg2 python3-psycopg python3-pytest
   openssl curl jq procps
 )
 
