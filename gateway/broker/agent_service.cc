@@ -46,12 +46,7 @@ grpc::ServerBidiReactor<pgward::v1::AgentMessage, pgward::v1::GatewayMessage>* A
     return new RejectedStream<pgward::v1::AgentMessage, pgward::v1::GatewayMessage>(
         grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(agent.status().message())));
   }
-  absl::Status touched = store_.TouchAgent(*agent, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                       std::chrono::system_clock::now().time_since_epoch())
-                                                       .count(),
-                                           "", context->peer());
-  (void)touched;
-  return new ControlStream(context, *agent, context->peer(), registry_, audit_, heartbeat_interval_ms_);
+  return new ControlStream(context, *agent, context->peer(), registry_, audit_, store_, heartbeat_interval_ms_);
 }
 
 grpc::ServerBidiReactor<pgward::v1::SessionFrame, pgward::v1::SessionFrame>* AgentServiceImpl::Session(

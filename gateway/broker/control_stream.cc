@@ -5,16 +5,26 @@
 #include "common/util/log.h"
 #include "gateway/broker/agent_registry.h"
 #include "gateway/broker/audit_writer.h"
+#include "gateway/store/store.h"
 
 namespace pgward::gateway {
+namespace {
+int64_t NowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
 
 ControlStream::ControlStream(grpc::CallbackServerContext* context, std::string agent, std::string peer,
-                             AgentRegistry& registry, AuditWriter& audit, uint32_t heartbeat_interval_ms)
+                             AgentRegistry& registry, AuditWriter& audit, store::Store& store,
+                             uint32_t heartbeat_interval_ms)
     : context_(context),
       agent_(std::move(agent)),
       peer_(std::move(peer)),
       registry_(registry),
       audit_(audit),
+      store_(store),
       heartbeat_interval_ms_(heartbeat_interval_ms) {
   StartRead(&incoming_);
 }
@@ -74,6 +84,8 @@ void ControlStream::OnReadDone(bool ok) {
         return;
       }
       boot_id_ = hello.boot_id();
+      version_ = hello.version();
+      (void)store_.TouchAgent(agent_, NowMillis(), version_, peer_);
       registry_.Register(this);
       registered_ = true;
       Log(LogLevel::kInfo, "agents", "agent ", agent_, " online from ", peer_, " (version ",
@@ -85,6 +97,7 @@ void ControlStream::OnReadDone(bool ok) {
     }
     case pgward::v1::AgentMessage::kHeartbeat:
       active_sessions_ = incoming_.heartbeat().active_sessions();
+      (void)store_.TouchAgent(agent_, NowMillis(), version_, peer_);
       break;
     case pgward::v1::AgentMessage::kEvents: {
       if (!registered_) {

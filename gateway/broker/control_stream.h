@@ -14,6 +14,11 @@ namespace pgward::gateway {
 
 class AgentRegistry;
 class AuditWriter;
+}  // namespace pgward::gateway
+namespace pgward::store {
+class Store;
+}  // namespace pgward::store
+namespace pgward::gateway {
 
 // One read and one write in flight; messages from other threads (grants, cancels, acks) wait
 // in a bounded queue. The reactor deletes itself in OnDone after leaving the registry.
@@ -22,7 +27,7 @@ class ControlStream : public grpc::ServerBidiReactor<pgward::v1::AgentMessage, p
   static constexpr size_t kMaxQueuedMessages = 10000;
 
   ControlStream(grpc::CallbackServerContext* context, std::string agent, std::string peer,
-                AgentRegistry& registry, AuditWriter& audit, uint32_t heartbeat_interval_ms);
+                AgentRegistry& registry, AuditWriter& audit, store::Store& store, uint32_t heartbeat_interval_ms);
 
   const std::string& agent() const { return agent_; }
   // False when the stream is finishing or its queue is full (the stream is then ended).
@@ -44,8 +49,10 @@ class ControlStream : public grpc::ServerBidiReactor<pgward::v1::AgentMessage, p
   const std::string peer_;
   AgentRegistry& registry_;
   AuditWriter& audit_;
+  store::Store& store_;
   const uint32_t heartbeat_interval_ms_;
-  std::string boot_id_;  // from Hello; only the read path touches it
+  std::string boot_id_;  // from Hello; only the read path touches these two
+  std::string version_;
   bool registered_ = false;
   std::atomic<uint32_t> active_sessions_{0};
   pgward::v1::AgentMessage incoming_;
