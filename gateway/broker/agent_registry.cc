@@ -43,3 +43,13 @@ bool AgentRegistry::Send(const std::string& agent, pgward::v1::GatewayMessage me
 }
 
 }  // namespace pgward::gateway
+
+namespace pgward::gateway {
+
+void AgentRegistry::End(const std::string& agent, grpc::Status status) {
+  absl::MutexLock lock(&mu_);
+  auto it = streams_.find(agent);
+  if (it != streams_.end()) it->second->End(std::move(status));
+}
+
+}  // namespace pgward::gateway

@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include <grpcpp/grpcpp.h>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
@@ -21,6 +23,8 @@ class AgentRegistry {
   uint32_t ActiveSessions(const std::string& agent);
   // False when the agent is offline or its stream refused the message.
   bool Send(const std::string& agent, pgward::v1::GatewayMessage message);
+  // Ends the agent's current stream (it reconnects).
+  void End(const std::string& agent, grpc::Status status);
 
  private:
   absl::Mutex mu_;

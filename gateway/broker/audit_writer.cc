@@ -17,7 +17,15 @@ AuditWriter::~AuditWriter() {
 void AuditWriter::Submit(std::string agent, std::string boot_id,
                          std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> events, Done done) {
   absl::MutexLock lock(&mu_);
-  queue_.push_back(Batch{std::move(agent), std::move(boot_id), std::move(events), std::move(done)});
+  uint64_t generation = boots_[agent + "/" + boot_id].generation;
+  queue_.push_back(Batch{std::move(agent), std::move(boot_id), generation, std::move(events), std::move(done)});
+}
+
+void AuditWriter::StartStream(const std::string& agent, const std::string& boot_id) {
+  absl::MutexLock lock(&mu_);
+  BootState& boot = boots_[agent + "/" + boot_id];
+  ++boot.generation;
+  boot.failed = false;
 }
 
 void AuditWriter::Loop() {
@@ -31,11 +39,21 @@ void AuditWriter::Loop() {
       work.swap(queue_);
     }
     for (Batch& batch : work) {
-      absl::Status status = store_.InsertStatementEvents(batch.agent, batch.boot_id, batch.events);
-      if (!status.ok()) {
-        // Not acked: the agent keeps the events and sends them again on its next connection.
-        Log(LogLevel::kError, "audit", "storing ", batch.events.size(), " events from agent ",
-            batch.agent, " failed: ", status.message());
+      const std::string key = batch.agent + "/" + batch.boot_id;
+      bool skip;
+      {
+        absl::MutexLock lock(&mu_);
+        const BootState& boot = boots_[key];
+        skip = boot.failed || boot.generation != batch.generation;
+      }
+      absl::Status status = skip ? absl::AbortedError("an earlier batch of this stream was not stored")
+                                 : store_.InsertStatementEvents(batch.agent, batch.boot_id, batch.events);
+      if (!status.ok() && !skip) {
+        // Not acked: the agent keeps the events and sends them again on its next stream.
+        Log(LogLevel::kError, "audit", "storing ", batch.events.size(), " events from agent ", batch.agent,
+            " failed: ", status.message());
+        absl::MutexLock lock(&mu_);
+        boots_[key].failed = true;
       }
       batch.done(status.ok());
     }

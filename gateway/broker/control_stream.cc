@@ -85,6 +85,7 @@ void ControlStream::OnReadDone(bool ok) {
       }
       boot_id_ = hello.boot_id();
       version_ = hello.version();
+      audit_.StartStream(agent_, boot_id_);
       (void)store_.TouchAgent(agent_, NowMillis(), version_, peer_);
       registry_.Register(this);
       registered_ = true;
@@ -117,7 +118,10 @@ void ControlStream::OnReadDone(bool ok) {
                     [registry, agent = agent_, boot = boot_id_, max_seq](bool stored) {
                       pgward::v1::GatewayMessage ack;
                       if (!stored) {
-                        return;  // no ack: the agent resends on its next connection
+                        // No ack; end the stream so the agent reconnects and resends.
+                        registry->End(agent, grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                          "the gateway could not store events; resend them"));
+                        return;
                       }
                       ack.mutable_ack()->set_seq(max_seq);
                       ack.mutable_ack()->set_boot_id(boot);

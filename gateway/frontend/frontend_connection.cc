@@ -233,14 +233,16 @@ asio::awaitable<absl::Status> FrontendConnection::Login() {
           co_await SendError("FATAL", pgwire::sqlstate::kProtocolViolation, "SSLRequest after TLS was established");
           co_return absl::InvalidArgumentError("duplicate SSLRequest");
         }
-        char yes = 'S';
-        co_await stream_.WriteAll(asio::buffer(&yes, 1));
-        // Bytes sent ahead of the handshake could have been injected (CVE-2021-23222).
+        // Bytes sent after the SSLRequest but before our answer could have been injected
+        // (CVE-2021-23222). Check before answering: once the client has our 'S' it sends
+        // its ClientHello at once, which is legitimate.
         if (stream_.BufferedPlaintextBytes() != 0) {
           co_await SendError("FATAL", pgwire::sqlstate::kProtocolViolation,
                              "received unencrypted data after SSL request");
           co_return absl::InvalidArgumentError("data before TLS handshake");
         }
+        char yes = 'S';
+        co_await stream_.WriteAll(asio::buffer(&yes, 1));
         auto [ec] = co_await stream_.tls_stream().async_handshake(asio::ssl::stream_base::server, kAsTuple);
         if (ec) co_return absl::UnavailableError(absl::StrCat("TLS handshake failed: ", ec.message()));
         stream_.MarkTlsEstablished();
