@@ -27,7 +27,6 @@ public class CancelTest {
     Properties props = new Properties();
     props.setProperty("user", "jdbc-cancel");
     props.setProperty("password", System.getenv("PGWARD_TOKEN"));
-    props.setProperty("ApplicationName", "pgward-cancel-test");
     try (Connection conn = DriverManager.getConnection(url, props)) {
       conn.setAutoCommit(true);
       final Statement stmt = conn.createStatement();
