@@ -4,6 +4,7 @@
 
 #include <array>
 #include <chrono>
+#include <regex>
 
 #include "absl/strings/str_cat.h"
 #include "agent/session/session_stream.h"
@@ -11,6 +12,7 @@
 #include "agent/upstream/credential_resolver.h"
 #include "common/pgwire/messages.h"
 #include "common/pgwire/sqlstate.h"
+#include "common/pgwire/wire_writer.h"
 #include "common/util/log.h"
 
 namespace pgward::agent {
@@ -36,6 +38,26 @@ const char* StateName(AgentSession::State state) {
   return "?";
 }
 
+// Drivers set application_name after login (pgJDBC sends SET application_name = '...').
+// Refusing would break them; letting it through would lose the attribution. Such a SET is
+// rewritten to set the value pgward owns, so the driver sees success and Postgres keeps
+// pgward:<principal>. Only this exact shape qualifies; every other change stays refused.
+bool IsPlainApplicationNameSet(const inspect::AnalyzedStatement& statement) {
+  static const std::regex kShape(R"(^\s*set\s+(session\s+)?application_name\s*(=|to)\s*\$1\s*;?\s*$)",
+                                 std::regex::icase);
+  return statement.parsed && statement.tampers_identity && std::regex_match(statement.normalized, kShape);
+}
+
+std::string QuoteLiteral(std::string_view value) {
+  std::string quoted = "'";
+  for (char c : value) {
+    quoted.push_back(c);
+    if (c == '\'') quoted.push_back('\'');
+  }
+  quoted.push_back('\'');
+  return quoted;
+}
+
 }  // namespace
 
 // Frontend messages (caller -> Postgres): every statement is analyzed and checked before it
@@ -52,6 +74,11 @@ class AgentSession::FrontendHandler : public pgwire::MessageHandler {
         auto sql = pgwire::DecodeQuery(msg.body);
         if (!sql.ok()) return sql.status();
         auto statements = s_.deps_.analyzer->AnalyzeQuery(*sql);
+        if (statements.size() == 1 && IsPlainApplicationNameSet(*statements[0])) {
+          s_.tracker_.OnQuery(std::move(statements));
+          pgwire::AppendQuery(out, s_.OwnedApplicationNameSet());
+          return absl::OkStatus();
+        }
         for (const auto& statement : statements) {
           PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
           if (!decision.allowed) {
@@ -70,6 +97,15 @@ class AgentSession::FrontendHandler : public pgwire::MessageHandler {
         auto parse = pgwire::DecodeParse(msg.body);
         if (!parse.ok()) return parse.status();
         auto statement = s_.deps_.analyzer->AnalyzeParse(parse->query);
+        if (parse->param_type_count == 0 && IsPlainApplicationNameSet(*statement)) {
+          s_.tracker_.OnParse(parse->statement, std::move(statement));
+          size_t at = pgwire::BeginMessage(out, 'P');
+          pgwire::AppendCString(out, parse->statement);
+          pgwire::AppendCString(out, s_.OwnedApplicationNameSet());
+          pgwire::AppendInt16(out, 0);
+          pgwire::FinishMessage(out, at);
+          return absl::OkStatus();
+        }
         PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
         if (!decision.allowed) {
           // Extended protocol: like a server error, skip everything up to the next Sync.
@@ -404,12 +440,12 @@ asio::awaitable<void> AgentSession::UpstreamToGateway() {
     }
   }
   CloseUpstream();
-  if (!fatal.empty() && backend_reader_.AtMessageBoundary()) {
-    stream_->outgoing().set_data(fatal);
-    stream_->outgoing().set_message_boundary(true);
-    co_await stream_->Write();
-  }
-  co_await stream_->CloseWrites();
+  auto& last = stream_->outgoing();
+  last.Clear();
+  if (!fatal.empty() && backend_reader_.AtMessageBoundary()) last.set_data(fatal);
+  last.set_message_boundary(backend_reader_.AtMessageBoundary());
+  last.set_end_reason(end_reason_.empty() ? "upstream_closed" : end_reason_);
+  if (co_await stream_->Write()) co_await stream_->CloseWrites();
 }
 
 void AgentSession::EmitRecords() {
@@ -456,6 +492,10 @@ std::string AgentSession::StatementText(const inspect::AnalyzedStatement& statem
   if (grant_.policy().capture_literals()) return statement.text;
   if (statement.parsed) return statement.normalized;
   return statement.text.empty() ? std::string() : "<statement that did not parse>";
+}
+
+std::string AgentSession::OwnedApplicationNameSet() const {
+  return "SET application_name = " + QuoteLiteral("pgward:" + grant_.principal());
 }
 
 void AgentSession::CloseUpstream() {

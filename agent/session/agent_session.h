@@ -72,6 +72,7 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   void EmitDenied(const inspect::AnalyzedStatement& statement, bool extended, const std::string& error);
   std::string StatementText(const inspect::AnalyzedStatement& statement) const;
   void CloseUpstream();
+  std::string OwnedApplicationNameSet() const;
 
   asio::any_io_executor strand_;
   pgward::v1::SessionGrant grant_;

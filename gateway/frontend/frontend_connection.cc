@@ -176,6 +176,7 @@ asio::awaitable<void> FrontendConnection::AgentToCaller() {
     if (!co_await session_->bridge->read_done.Wait()) break;
     const auto& frame = session_->stream->incoming();
     last_frame_on_boundary_ = frame.message_boundary();
+    if (!frame.end_reason().empty()) agent_end_reason_ = frame.end_reason();
     if (frame.data().empty()) continue;
     if (co_await stream_.TryWriteAll(asio::buffer(frame.data()))) {
       caller_gone_ = true;
@@ -185,17 +186,20 @@ asio::awaitable<void> FrontendConnection::AgentToCaller() {
   if (!caller_gone_) {
     // The agent side ended first. Tell the caller why, but only between messages: a partial
     // DataRow followed by an ErrorResponse would be garbage to the client.
+    // A clean end (the agent said why: the caller's Terminate, or Postgres closing after its
+    // own FATAL) needs no word from us; a killed session or a vanished agent does.
     auto [kill_reason, kill_message] = session_->KillReason();
     if (last_frame_on_boundary_) {
       if (!kill_reason.empty()) {
         co_await SendError("FATAL", pgwire::sqlstate::kAdminShutdown, kill_message);
-      } else {
+      } else if (agent_end_reason_.empty()) {
         co_await SendError("FATAL", pgwire::sqlstate::kConnectionFailure,
-                           "pgward: the connection to the database ended (agent disconnected or the server "
-                           "closed the session)");
+                           "pgward: the connection to the database agent was lost (agent disconnected); reconnect to retry");
       }
     }
-    if (end_reason_.empty()) end_reason_ = kill_reason.empty() ? "upstream_closed" : kill_reason;
+    if (end_reason_.empty()) {
+      end_reason_ = !kill_reason.empty() ? kill_reason : !agent_end_reason_.empty() ? agent_end_reason_ : "agent_lost";
+    }
   }
   stream_.Close();
 }

@@ -63,6 +63,7 @@ class FrontendConnection : public std::enable_shared_from_this<FrontendConnectio
   bool caller_gone_ = false;
   bool last_frame_on_boundary_ = true;
   std::string end_reason_;
+  std::string agent_end_reason_;  // from the agent's last frame, if it sent one
   int64_t deadline_unix_ = 0;  // the token's exp
 };
 

@@ -219,8 +219,6 @@ def test_show_application_name_and_pgward_settings(stack):
 
 
 IDENTITY_CHANGES = [
-    "SET application_name = 'evil'",
-    "SET SESSION application_name TO 'evil'",
     "SET pgward.principal = 'bob-bot'",
     "SET pgward.session_id = 'x'",
     "SELECT set_config('pgward.principal', 'bob-bot', false)",
@@ -255,6 +253,21 @@ def test_identity_settings_cannot_be_changed(stack):
     rows = stack.wait_audit(lambda rs: (lambda d: d if len(d) >= len(IDENTITY_CHANGES) + 2 else None)(
         [r for r in rs if r["decision"] == "denied"]), session=sid)
     assert all(r["sqlstate"] == "42501" for r in rows)
+
+
+@pytest.mark.parametrize("sql", ["SET application_name = 'PostgreSQL JDBC Driver'",
+                                 "set session application_name to 'evil'"])
+def test_plain_application_name_set_succeeds_but_keeps_the_pgward_identity(stack, sql):
+    # Drivers (pgJDBC) set application_name after login; the agent rewrites such a SET to the
+    # value pgward owns, so the driver sees success and the attribution stays.
+    with stack.connect("alice-bot") as conn:
+        conn.execute(sql)
+        assert conn.execute("SHOW application_name").fetchone() == ("pgward:alice-bot",)
+        assert conn.execute("SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+                            ).fetchone() == ("pgward:alice-bot",)
+        # the extended protocol takes the same path (psycopg sends parameters via Parse/Bind)
+        conn.execute("SET application_name = 'evil'", prepare=True)
+        assert conn.execute("SHOW application_name").fetchone() == ("pgward:alice-bot",)
 
 
 # ---- sessions ------------------------------------------------------------------------
