@@ -1,0 +1,105 @@
+"""Admin identities, stored credentials, upstream failures and token expiry, end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import psycopg
+import pytest
+
+import jwt_forge as jf
+from pgward_harness import CTL_BIN, unique
+
+
+def _ctl_with_token(env, token: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    token_file = tmp_path / unique("admin-token-")
+    token_file.write_text(token)
+    ctl_env = env.gateway.ctl_env()
+    ctl_env["PGWARD_TOKEN_FILE"] = str(token_file)
+    return subprocess.run([str(CTL_BIN), *args], capture_output=True, text=True, env=ctl_env, timeout=30)
+
+
+def test_oidc_admin_principal_and_group_may_administer_others_may_not(isolated_gateway, tmp_path):
+    env = isolated_gateway(flags=["--admin-principal", "dave-bot", "--admin-group", "operators"])
+    as_principal = _ctl_with_token(env, env.token("dave-bot"), tmp_path, "agent", "list", "--json")
+    assert as_principal.returncode == 0, as_principal.stderr
+    assert any(a["name"] == "db1" for a in __import__("json").loads(as_principal.stdout))
+    as_group = _ctl_with_token(env, env.token("ops-bot"), tmp_path, "connection", "list")
+    assert as_group.returncode == 0, as_group.stderr
+    for outsider in ("carol-bot", "alice-bot"):
+        refused = _ctl_with_token(env, env.token(outsider), tmp_path, "agent", "list")
+        assert refused.returncode == 1, refused.stdout
+        assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("pgwardctl: ")
+    garbage = _ctl_with_token(env, "not-a-token", tmp_path, "agent", "list")
+    assert garbage.returncode == 1 and "not-a-token" not in garbage.stderr
+
+
+def test_gateway_stored_password_reaches_postgres_and_is_never_shown(stack):
+    name = unique("stored_")
+    r = stack.ctl("connection", "create", name, "--agent", "db1", "--host", "127.0.0.1",
+                  "--port", str(stack.postgres.port), "--database", "shop", "--user", "app",
+                  "--password-ref", "gateway:", "--password-stdin", "--sslmode", "require",
+                  input=stack.postgres.app_password + "\n")
+    assert r.returncode == 0, r.stderr
+    try:
+        stack.grant("alice-bot", connection=name, mode="read-only")
+        with stack.connect("alice-bot", dbname=name) as conn:
+            assert conn.execute("SELECT count(*) FROM customers").fetchone() == (3,)
+        listing = stack.ctl("connection", "list", "--json")
+        assert listing.returncode == 0
+        assert stack.postgres.app_password not in listing.stdout
+        assert stack.postgres.app_password not in stack.gateway_log()
+        assert stack.postgres.app_password not in stack.agent_log()
+    finally:
+        stack.ctl("connection", "delete", name)
+
+
+def test_upstream_login_failure_is_08006_with_a_reason(stack):
+    name = unique("badpw_")
+    stack.create_connection(name, "db1", password_ref="agent-env:PGWARD_NO_SUCH_VARIABLE")
+    wrong = unique("wrongpw_")
+    stack.create_connection(wrong, "db1", user="nosuchrole")
+    try:
+        stack.grant("alice-bot", connection=name)
+        stack.grant("alice-bot", connection=wrong)
+        missing = jf.raw_login("127.0.0.1", stack.pg_port, name, stack.token("alice-bot"))
+        assert missing.closed and not missing.authenticated
+        assert missing.error is not None and missing.error.sqlstate == "08006", missing.messages
+        assert "credential" in missing.error.message
+        refused = jf.raw_login("127.0.0.1", stack.pg_port, wrong, stack.token("alice-bot"))
+        assert refused.error is not None and refused.error.sqlstate == "08006", refused.messages
+        assert "upstream login failed" in refused.error.message
+        assert "nosuchrole" in refused.error.message  # Postgres's own reason comes through
+    finally:
+        stack.ctl("connection", "delete", name)
+        stack.ctl("connection", "delete", wrong)
+
+
+def test_session_ends_with_57P01_when_its_token_expires(stack):
+    # A token 5 s from expiry (the gateway allows 60 s of clock leeway at login only, so
+    # exp in the near future is still accepted): the session must end at exp, not linger.
+    token = stack.mint_token("alice-bot", exp=int(time.time()) + 5)
+    with stack.connect("alice-bot", token=token) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        time.sleep(6.5)
+        with pytest.raises(psycopg.OperationalError) as info:
+            conn.execute("SELECT 1")
+        assert "expired" in str(info.value)
+    assert stack.wait_sessions(lambda ss: any(s["end_reason"] == "token_expired" for s in ss),
+                               principal="alice-bot")
+
+
+def test_killed_session_gets_57P01_and_is_recorded(stack):
+    with stack.connect("bob-bot") as conn:
+        sid = conn.execute("SELECT current_setting('pgward.session_id')").fetchone()[0]
+        r = stack.ctl("session", "kill", sid)
+        assert r.returncode == 0, r.stderr
+        with pytest.raises(psycopg.OperationalError) as info:
+            for _ in range(50):
+                conn.execute("SELECT 1")
+                time.sleep(0.1)
+        assert "administrator" in str(info.value)
+    assert stack.wait_sessions(lambda ss: any(s["session_id"] == sid and s["end_reason"] == "killed" for s in ss),
+                               principal="bob-bot")
