@@ -39,13 +39,6 @@ namespace {
   std::exit(2);
 }
 
-pgward::LogLevel ParseLevel(const std::string& level) {
-  if (level == "debug") return pgward::LogLevel::kDebug;
-  if (level == "warn") return pgward::LogLevel::kWarn;
-  if (level == "error") return pgward::LogLevel::kError;
-  if (level != "info") Die("--log-level must be debug, info, warn or error");
-  return pgward::LogLevel::kInfo;
-}
 
 }  // namespace
 
@@ -55,7 +48,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> args = pgward::NormalizeFlagArgs(argc, argv, {});
   std::vector<char*> arg_pointers = pgward::ArgvPointers(args);
   absl::ParseCommandLine(static_cast<int>(args.size()), arg_pointers.data());
-  pgward::SetLogLevel(ParseLevel(absl::GetFlag(FLAGS_log_level)));
+  auto level = pgward::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  if (!level) Die("--log-level must be debug, info, warn or error");
+  pgward::SetLogLevel(*level);
   const std::string name = absl::GetFlag(FLAGS_name);
   if (name.empty()) Die("--name is required");
   if (absl::GetFlag(FLAGS_token_file).empty()) Die("--token-file is required");

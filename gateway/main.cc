@@ -59,13 +59,6 @@ std::string DieIfError(const absl::StatusOr<std::string>& value, const std::stri
   return *value;
 }
 
-pgward::LogLevel ParseLevel(const std::string& level) {
-  if (level == "debug") return pgward::LogLevel::kDebug;
-  if (level == "warn") return pgward::LogLevel::kWarn;
-  if (level == "error") return pgward::LogLevel::kError;
-  if (level != "info") Die("--log-level must be debug, info, warn or error");
-  return pgward::LogLevel::kInfo;
-}
 
 bool Contains(const std::vector<std::string>& list, const std::string& value) {
   return std::find(list.begin(), list.end(), value) != list.end();
@@ -80,7 +73,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> args = pgward::NormalizeFlagArgs(argc, argv, {"oidc_issuer", "oidc_audience", "admin_principal", "admin_group"});
   std::vector<char*> arg_pointers = pgward::ArgvPointers(args);
   absl::ParseCommandLine(static_cast<int>(args.size()), arg_pointers.data());
-  pgward::SetLogLevel(ParseLevel(absl::GetFlag(FLAGS_log_level)));
+  auto level = pgward::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  if (!level) Die("--log-level must be debug, info, warn or error");
+  pgward::SetLogLevel(*level);
   std::signal(SIGPIPE, SIG_IGN);
 
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);

@@ -4,66 +4,11 @@
 
 #include <random>
 
-#include "agent/session/session_stream.h"
 #include "common/util/log.h"
 
 namespace pgward::agent {
 
 using namespace asio::experimental::awaitable_operators;
-
-// One Control call: a gRPC callback reactor whose completions are awaited on the strand. It
-// deletes itself in OnDone (gRPC may touch it until then); the owner keeps the signals.
-class ControlClient::Stream
-    : public grpc::ClientBidiReactor<pgward::v1::AgentMessage, pgward::v1::GatewayMessage> {
- public:
-  Stream(pgward::v1::AgentService::Stub& stub, std::shared_ptr<StreamSignals> signals,
-         const ControlOptions& options)
-      : signals_(std::move(signals)) {
-    context_.AddMetadata("authorization", "Bearer " + options.agent_token);
-    context_.AddMetadata("x-pgward-agent", options.agent_name);
-    {
-      absl::MutexLock lock(&signals_->mu);
-      signals_->context = &context_;
-    }
-    stub.async()->Control(&context_, this);
-    AddHold();  // released by Release(): the reader must be done with incoming() first
-    StartCall();
-  }
-  pgward::v1::GatewayMessage& incoming() { return incoming_; }
-  pgward::v1::AgentMessage& outgoing() { return outgoing_; }
-  asio::awaitable<bool> Read() {
-    auto signals = signals_;
-    StartRead(&incoming_);
-    co_return co_await signals->read_done.Wait();
-  }
-  asio::awaitable<bool> Write() {
-    auto signals = signals_;
-    StartWrite(&outgoing_);
-    co_return co_await signals->write_done.Wait();
-  }
-  void Release() { RemoveHold(); }
-
-  void OnReadDone(bool ok) override { signals_->read_done.Post(ok); }
-  void OnWriteDone(bool ok) override { signals_->write_done.Post(ok); }
-  void OnDone(const grpc::Status& status) override {
-    auto signals = signals_;
-    signals->status = status;
-    {
-      absl::MutexLock lock(&signals->mu);
-      signals->context = nullptr;
-    }
-    delete this;
-    signals->done.Post(true);
-  }
-
- private:
-  ~Stream() override = default;
-
-  std::shared_ptr<StreamSignals> signals_;
-  grpc::ClientContext context_;
-  pgward::v1::GatewayMessage incoming_;
-  pgward::v1::AgentMessage outgoing_;
-};
 
 ControlClient::ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub,
                              ControlOptions options, SessionManager& sessions, EventQueue& events)
@@ -79,14 +24,15 @@ asio::awaitable<void> ControlClient::Run() {
   auto backoff = options_.initial_backoff;
   asio::steady_timer timer(strand_);
   for (;;) {
-    auto signals = std::make_shared<StreamSignals>(strand_);
+    auto* stream = new Stream(
+        [this](grpc::ClientContext* context, Stream::Reactor* reactor) { stub_.async()->Control(context, reactor); },
+        strand_, options_.agent_name, options_.agent_token);
+    auto signals = stream->signals();
     current_signals_ = signals;
-    auto* stream = new Stream(stub_, signals, options_);
     bool welcomed = co_await Serve(*stream);
     connected_ = false;
     signals->Cancel();
-    stream->Release();
-    co_await signals->done.Wait();  // `stream` deleted itself
+    co_await stream->Finished();  // `stream` is gone now
     if (welcomed) backoff = options_.initial_backoff;
     // Full jitter around the current step keeps a fleet of agents from reconnecting in step.
     std::uniform_real_distribution<double> jitter(0.5, 1.5);

@@ -10,7 +10,7 @@
 
 #include "agent/control/event_queue.h"
 #include "agent/control/session_manager.h"
-#include "agent/session/session_stream.h"
+#include "agent/control/client_stream.h"
 #include "common/net/async_signal.h"
 #include "pgward/v1/agent.grpc.pb.h"
 
@@ -38,7 +38,7 @@ class ControlClient {
   bool connected() const { return connected_; }
 
  private:
-  class Stream;
+  using Stream = ClientStream<pgward::v1::AgentMessage, pgward::v1::GatewayMessage>;
   asio::awaitable<bool> Serve(Stream& stream);
   asio::awaitable<void> ReadLoop(Stream& stream, bool& welcomed);
   asio::awaitable<void> WriteLoop(Stream& stream);

@@ -9,6 +9,7 @@
 
 #include "agent/inspect/sql_analyzer.h"
 #include "agent/inspect/statement_tracker.h"
+#include "agent/session/session_stream.h"
 #include "agent/upstream/tls_contexts.h"
 #include "agent/upstream/upstream_login.h"
 #include "common/pgwire/message_reader.h"
@@ -16,8 +17,6 @@
 
 namespace pgward::agent {
 
-class SessionStream;
-struct StreamSignals;
 
 // Where a session's events go: the control stream's sequenced, acknowledged queue.
 class SessionEventSink {

@@ -1,6 +1,7 @@
 // One-line-per-event logging to stderr, shared by every pgward process.
 #pragma once
 
+#include <optional>
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +12,8 @@ enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
 
 // Messages below this level are dropped. Set once at start-up from a flag.
 void SetLogLevel(LogLevel level);
+// "debug", "info", "warn" or "error"; nullopt for anything else.
+std::optional<LogLevel> ParseLogLevel(std::string_view name);
 bool LogEnabled(LogLevel level);
 // Writes "<UTC time> <level> <component>: <message>\n" with one write(2) so lines from
 // different threads never interleave. Never pass secrets here.
