@@ -180,6 +180,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
     std::string message = opened.message().empty() ? "upstream login failed" : opened.message();
     stream->FinishOk();
     co_await bridge->done.Wait();
+    stream->Destroy();
     co_return absl::UnavailableError(message);
   }
 

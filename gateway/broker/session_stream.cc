@@ -42,11 +42,16 @@ void SessionStream::OnWriteDone(bool ok) {
 }
 
 void SessionStream::OnDone() {
+  std::shared_ptr<SessionBridge> bridge;
   {
     absl::MutexLock lock(&mu_);
-    if (bridge_) bridge_->done.Post(true);
+    bridge = bridge_;
   }
-  delete this;
+  if (!bridge) {
+    delete this;  // never paired: nobody else holds it
+    return;
+  }
+  bridge->done.Post(true);  // the owner calls Destroy()
 }
 
 }  // namespace pgward::gateway

@@ -28,8 +28,10 @@ struct SessionBridge {
 };
 
 // Lifecycle: authenticated at creation; reads the agent's first frame (`opened`) and asks the
-// broker to pair it with the waiting caller. Once paired, only that caller's coroutine starts
-// reads and writes and calls Finish(); gRPC then calls OnDone and the reactor deletes itself.
+// broker to pair it with the waiting caller. Unpaired, it finishes and deletes itself. Once
+// paired, the caller's coroutine owns it: only it starts reads and writes and calls Finish(),
+// and it deletes the reactor with Destroy() after OnDone, when it no longer reads the last
+// frame (gRPC may run OnDone as soon as Finish was called and the last read completed).
 class SessionStream : public grpc::ServerBidiReactor<pgward::v1::SessionFrame, pgward::v1::SessionFrame> {
  public:
   SessionStream(grpc::CallbackServerContext* context, SessionBroker& broker, std::string agent);
@@ -43,6 +45,8 @@ class SessionStream : public grpc::ServerBidiReactor<pgward::v1::SessionFrame, p
   void StartWriting() { StartWrite(&outgoing_); }
   void Cancel() { context_->TryCancel(); }
   void FinishOk() { Finish(grpc::Status::OK); }
+  // For the paired owner, once `done` fired.
+  void Destroy() { delete this; }
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;

@@ -152,6 +152,8 @@ asio::awaitable<void> FrontendConnection::Relay() {
   if (!kill_reason.empty()) end_reason_ = kill_reason;
   if (end_reason_.empty()) end_reason_ = "closed";
   deps_.broker->Close(*session_, end_reason_);
+  session_->stream->Destroy();  // OnDone has run and both loops are over
+  session_->stream = nullptr;
   Log(LogLevel::kInfo, "frontend", client_addr_, " session ", session_->session_id, " ended: ", end_reason_);
 }
 
@@ -160,6 +162,7 @@ asio::awaitable<void> FrontendConnection::CallerToAgent() {
   for (;;) {
     auto [ec, n] = co_await stream_.TryReadSome(asio::buffer(buffer.get(), kCallerReadChunk));
     if (ec) break;
+    if (stream_finished_) break;
     session_->stream->outgoing().set_data(buffer.get(), n);
     session_->stream->StartWriting();
     if (!co_await session_->bridge->write_done.Wait()) break;
@@ -172,6 +175,9 @@ asio::awaitable<void> FrontendConnection::CallerToAgent() {
 
 asio::awaitable<void> FrontendConnection::AgentToCaller() {
   for (;;) {
+    // Once the stream is finished no operation may start: gRPC would complete it after
+    // OnDone, on a reactor that no longer exists.
+    if (stream_finished_) break;
     session_->stream->StartReading();
     if (!co_await session_->bridge->read_done.Wait()) break;
     const auto& frame = session_->stream->incoming();
