@@ -83,11 +83,13 @@ asio::awaitable<void> FrontendConnection::Run() {
   auto executor = co_await asio::this_coro::executor;
   // Bound the whole login: a caller that stalls mid-handshake is cut off (08P01).
   asio::steady_timer login_timer(executor, deps_.options.auth_timeout);
+  login_timer_ = &login_timer;
   bool timed_out = false;
   login_timer.async_wait([this, &timed_out](const asio::error_code& ec) {
-    if (ec) return;
+    // Once authenticated (kAuthorizing) the broker's timeout applies; a late expiry is moot.
+    if (ec || (state_ != State::kStartup && state_ != State::kAwaitingPassword)) return;
     timed_out = true;
-    if (state_ == State::kStartup || state_ == State::kAwaitingPassword) {
+    {
       // Only reads are pending in these states, so a small blocking write cannot interleave.
       std::string out;
       pgwire::AppendErrorResponse(out, "FATAL", pgwire::sqlstate::kProtocolViolation,
@@ -108,6 +110,7 @@ asio::awaitable<void> FrontendConnection::Run() {
     login = absl::AbortedError(e.code().message());
   }
   login_timer.cancel();
+  login_timer_ = nullptr;
   if (timed_out) {
     Log(LogLevel::kInfo, "frontend", client_addr_, " login timed out in state ", StateName(state_));
   }
@@ -320,7 +323,10 @@ asio::awaitable<absl::Status> FrontendConnection::Login() {
     co_return verified.status();
   }
 
+  // The caller is authenticated: from here the broker's own open timeout bounds the wait
+  // for the agent, which may be longer than the login bound.
   SetState(State::kAuthorizing);
+  login_timer_->cancel();
   CallerInfo caller;
   caller.client_addr = client_addr_;
   caller.caller_user = std::string(startup.Get("user"));

@@ -65,6 +65,7 @@ class FrontendConnection : public std::enable_shared_from_this<FrontendConnectio
   std::string end_reason_;
   std::string agent_end_reason_;  // from the agent's last frame, if it sent one
   int64_t deadline_unix_ = 0;  // the token's exp
+  asio::steady_timer* login_timer_ = nullptr;  // bounds startup + authentication only
 };
 
 }  // namespace pgward::gateway

@@ -103,3 +103,46 @@ def test_killed_session_gets_57P01_and_is_recorded(stack):
         assert "administrator" in str(info.value)
     assert stack.wait_sessions(lambda ss: any(s["session_id"] == sid and s["end_reason"] == "killed" for s in ss),
                                principal="bob-bot")
+
+
+def test_slow_upstream_login_reports_08006_instead_of_a_silent_close(stack):
+    # An upstream that accepts TCP but never answers: the agent's login gives up after 10 s
+    # and says so; the gateway's login bound (also 10 s) covers only the caller's own start-up
+    # and authentication, so it must not cut the connection off while the agent is working.
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    held: list = []
+    stop = threading.Event()
+
+    def accept_and_hold():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept_and_hold, daemon=True)
+    thread.start()
+    name = unique("silent_")
+    stack.create_connection(name, "db1", port=listener.getsockname()[1], sslmode="disable")
+    try:
+        stack.grant("alice-bot", connection=name)
+        started = time.monotonic()
+        result = jf.raw_login("127.0.0.1", stack.pg_port, name, stack.token("alice-bot"), timeout=30)
+        elapsed = time.monotonic() - started
+        assert result.error is not None, f"closed without a reason after {elapsed:.1f}s: {result.messages}"
+        assert result.error.sqlstate == "08006", result.error.fields
+        assert "timed out" in result.error.message
+        assert elapsed < 20
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        listener.close()
+        stack.ctl("connection", "delete", name)
