@@ -18,12 +18,8 @@ namespace pgward::agent {
 // Completions of one stream, shared by the reactor and its owner: gRPC may touch a client
 // reactor until OnDone returns, so the reactor deletes itself there (as gRPC's examples do)
 // and the owner keeps only this.
-struct StreamSignals {
-  explicit StreamSignals(const asio::any_io_executor& executor)
-      : read_done(executor), write_done(executor), done(executor) {}
-  net::AsyncSignal read_done;
-  net::AsyncSignal write_done;
-  net::AsyncSignal done;
+struct StreamSignals : net::StreamCompletions {
+  using net::StreamCompletions::StreamCompletions;
   grpc::Status status;  // valid once `done` fired
 
   // Safe from any thread at any time, even after the reactor deleted itself.

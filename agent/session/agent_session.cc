@@ -352,12 +352,7 @@ asio::awaitable<void> AgentSession::Run() {
   co_await stream_->Finished();
   stream_ = nullptr;
   SetState(State::kClosed);
-  pgward::v1::SessionEnded ended;
-  ended.set_session_id(id());
-  ended.set_ended_unix_ms(NowMicros() / 1000);
-  ended.set_reason(end_reason_.empty() ? "closed" : end_reason_);
-  deps_.sink->EmitSessionEnded(std::move(ended));
-  Log(LogLevel::kInfo, "session", id(), " ended: ", end_reason_);
+  EmitEnded(end_reason_.empty() ? "closed" : end_reason_);
 }
 
 asio::awaitable<void> AgentSession::Fail(std::string sqlstate, std::string message) {
@@ -375,11 +370,16 @@ asio::awaitable<void> AgentSession::Fail(std::string sqlstate, std::string messa
   co_await stream_->Finished();
   stream_ = nullptr;
   SetState(State::kClosed);
+  EmitEnded("upstream_login_failed");
+}
+
+void AgentSession::EmitEnded(const std::string& reason) {
   pgward::v1::SessionEnded ended;
   ended.set_session_id(id());
   ended.set_ended_unix_ms(NowMicros() / 1000);
-  ended.set_reason("upstream_login_failed");
+  ended.set_reason(reason);
   deps_.sink->EmitSessionEnded(std::move(ended));
+  Log(LogLevel::kInfo, "session", id(), " ended: ", reason);
 }
 
 asio::awaitable<void> AgentSession::GatewayToUpstream() {
@@ -450,38 +450,38 @@ asio::awaitable<void> AgentSession::UpstreamToGateway() {
 
 void AgentSession::EmitRecords() {
   for (inspect::StatementRecord& record : tracker_.TakeRecords()) {
-    pgward::v1::StatementEvent event;
-    event.set_session_id(id());
-    event.set_time_unix_us(record.time_unix_us);
-    event.set_protocol(record.extended ? "extended" : "simple");
-    if (record.statement) {
-      event.set_statement(StatementText(*record.statement));
-      event.set_fingerprint(record.statement->fingerprint);
-    }
+    pgward::v1::StatementEvent event = NewEvent(record.statement.get(), record.extended, record.time_unix_us);
     event.set_command_tag(record.command_tag);
     event.set_rows(record.rows);
     event.set_sqlstate(record.sqlstate);
     event.set_error(record.error);
     event.set_duration_us(record.duration_us);
     event.set_decision("allowed");
-    event.set_rule(grant_.policy().grant_id());
     deps_.sink->EmitStatement(std::move(event));
   }
 }
 
-void AgentSession::EmitDenied(const inspect::AnalyzedStatement& statement, bool extended,
-                              const std::string& error) {
+pgward::v1::StatementEvent AgentSession::NewEvent(const inspect::AnalyzedStatement* statement, bool extended,
+                                                  int64_t time_unix_us) const {
   pgward::v1::StatementEvent event;
   event.set_session_id(id());
-  event.set_time_unix_us(NowMicros());
+  event.set_time_unix_us(time_unix_us);
   event.set_protocol(extended ? "extended" : "simple");
-  event.set_statement(StatementText(statement));
-  event.set_fingerprint(statement.fingerprint);
+  if (statement != nullptr) {
+    event.set_statement(StatementText(*statement));
+    event.set_fingerprint(statement->fingerprint);
+  }
+  event.set_rule(grant_.policy().grant_id());
+  return event;
+}
+
+void AgentSession::EmitDenied(const inspect::AnalyzedStatement& statement, bool extended,
+                              const std::string& error) {
+  pgward::v1::StatementEvent event = NewEvent(&statement, extended, NowMicros());
   event.set_rows(-1);
   event.set_sqlstate(std::string(pgwire::sqlstate::kInsufficientPrivilege));
   event.set_error(error);
   event.set_decision("denied");
-  event.set_rule(grant_.policy().grant_id());
   deps_.sink->EmitStatement(std::move(event));
   Log(LogLevel::kInfo, "session", id(), " denied a ", inspect::StatementClassName(statement.statement_class),
       " statement for ", grant_.principal(), ": ", error);

@@ -68,6 +68,10 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   asio::awaitable<void> GatewayToUpstream();
   asio::awaitable<void> UpstreamToGateway();
   void EmitRecords();
+  void EmitEnded(const std::string& reason);
+  // The fields every statement event of this session shares.
+  pgward::v1::StatementEvent NewEvent(const inspect::AnalyzedStatement* statement, bool extended,
+                                      int64_t time_unix_us) const;
   void EmitDenied(const inspect::AnalyzedStatement& statement, bool extended, const std::string& error);
   std::string StatementText(const inspect::AnalyzedStatement& statement) const;
   void CloseUpstream();

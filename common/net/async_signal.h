@@ -29,4 +29,14 @@ class AsyncSignal {
   asio::experimental::concurrent_channel<void(asio::error_code, bool)> channel_;
 };
 
+// The completions of one gRPC stream (one read and one write in flight, then done), shared by
+// its reactor and the coroutine that drives it.
+struct StreamCompletions {
+  explicit StreamCompletions(const asio::any_io_executor& executor)
+      : read_done(executor), write_done(executor), done(executor) {}
+  AsyncSignal read_done;
+  AsyncSignal write_done;
+  AsyncSignal done;
+};
+
 }  // namespace pgward::net

@@ -16,16 +16,8 @@ namespace pgward::gateway {
 
 class SessionBroker;
 
-// Shared between the reactor (gRPC threads) and the caller's coroutine (an asio strand), so
-// neither outlives what the other still touches: gRPC deletes the reactor after OnDone, the
-// coroutine keeps the bridge.
-struct SessionBridge {
-  explicit SessionBridge(const asio::any_io_executor& executor)
-      : read_done(executor), write_done(executor), done(executor) {}
-  net::AsyncSignal read_done;
-  net::AsyncSignal write_done;
-  net::AsyncSignal done;
-};
+// Shared between the reactor (gRPC threads) and the caller's coroutine (an asio strand).
+using SessionBridge = net::StreamCompletions;
 
 // Lifecycle: authenticated at creation; reads the agent's first frame (`opened`) and asks the
 // broker to pair it with the waiting caller. Unpaired, it finishes and deletes itself. Once
