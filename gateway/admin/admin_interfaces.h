@@ -26,6 +26,8 @@ class LiveDirectory {
   virtual uint32_t ActiveSessions(const std::string& agent) = 0;
   // Ends a live session (the caller sees 57P01). NOT_FOUND if it is not live.
   virtual absl::Status KillSession(const std::string& session_id) = 0;
+  // A grant was deleted: live sessions no grant covers any more end (57P01).
+  virtual void GrantsChanged() {}
 };
 
 }  // namespace pgward::admin

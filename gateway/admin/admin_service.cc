@@ -282,6 +282,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DeleteGrant(grpc::CallbackServerCont
     if (req->id().empty()) return absl::InvalidArgumentError("grant id is required");
     if (absl::Status s = store_.DeleteGrant(req->id()); !s.ok()) return s;
     Log(LogLevel::kInfo, "admin", admin, " deleted grant ", req->id());
+    live_.GrantsChanged();
     return absl::OkStatus();
   });
 }

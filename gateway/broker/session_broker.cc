@@ -190,6 +190,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
   session->issuer = token.issuer;
   session->connection = connection_name;
   session->agent = agent;
+  session->groups = token.groups;
   session->opened = opened;
   session->stream = stream;
   session->bridge = bridge;
@@ -282,6 +283,23 @@ absl::Status SessionBroker::KillSession(const std::string& session_id) {
   if (!session) return absl::NotFoundError(absl::StrCat("no live session ", session_id));
   session->Kill("killed", "pgward: the session was terminated by an administrator");
   return absl::OkStatus();
+}
+
+void SessionBroker::GrantsChanged() {
+  std::vector<std::shared_ptr<LiveSession>> sessions;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, session] : live_) sessions.push_back(session);
+  }
+  const int64_t now = NowMillis();
+  for (const auto& session : sessions) {
+    auto grants = store_.FindGrants(session->issuer, session->principal, session->groups, session->connection, now);
+    // Fail closed: a session whose grant cannot be confirmed ends too.
+    if (grants.ok() && !grants->empty()) continue;
+    Log(LogLevel::kInfo, "broker", "ending session ", session->session_id, " of ", session->principal,
+        ": no grant covers it any more");
+    session->Kill("grant_deleted", "pgward: the session ended because its grant was deleted");
+  }
 }
 
 }  // namespace pgward::gateway

@@ -33,6 +33,7 @@ struct CallerInfo {
 class LiveSession {
  public:
   std::string session_id, principal, issuer, connection, agent;
+  std::vector<std::string> groups;
   int32_t cancel_pid = 0;
   uint32_t cancel_key = 0;
   pgward::v1::SessionOpened opened;
@@ -73,6 +74,7 @@ class SessionBroker : public admin::LiveDirectory {
   bool AgentOnline(const std::string& agent) override;
   uint32_t ActiveSessions(const std::string& agent) override;
   absl::Status KillSession(const std::string& session_id) override;
+  void GrantsChanged() override;
 
  private:
   struct Pending {

@@ -146,3 +146,24 @@ def test_slow_upstream_login_reports_08006_instead_of_a_silent_close(stack):
             conn.close()
         listener.close()
         stack.ctl("connection", "delete", name)
+
+
+def test_deleting_a_grant_ends_the_sessions_it_allowed_and_only_those(stack):
+    grant = stack.grant("dave-bot", mode="read-write")
+    grant_id = grant["id"] if isinstance(grant, dict) else grant[0]["id"]
+    with stack.connect("dave-bot") as dave, stack.connect("alice-bot") as alice:
+        sid = dave.execute("SELECT current_setting('pgward.session_id')").fetchone()[0]
+        assert dave.execute("SELECT 1").fetchone() == (1,)
+        r = stack.ctl("grant", "delete", grant_id)
+        assert r.returncode == 0, r.stderr
+        with pytest.raises(psycopg.OperationalError) as info:
+            for _ in range(50):
+                dave.execute("SELECT 1")
+                time.sleep(0.1)
+        assert "grant was deleted" in str(info.value)
+        # another principal's session is untouched
+        assert alice.execute("SELECT 2").fetchone() == (2,)
+    assert stack.wait_sessions(lambda ss: any(s["session_id"] == sid and s["end_reason"] == "grant_deleted"
+                                              for s in ss), principal="dave-bot")
+    refused = jf.raw_login("127.0.0.1", stack.pg_port, stack.connection, stack.token("dave-bot"))
+    assert refused.error is not None and refused.error.sqlstate == "28000"
