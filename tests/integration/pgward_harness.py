@@ -77,6 +77,11 @@ def fail(message: str):
     pytest.fail(message, pytrace=False)
 
 
+def session_id_of(conn) -> str:
+    """The pgward session id of a psycopg connection through the gateway."""
+    return conn.execute("SELECT current_setting('pgward.session_id')").fetchone()[0]
+
+
 def unique(prefix: str) -> str:
     """A name unique within this test run (for tables, agents, connections)."""
     return f"{prefix}{os.getpid()}_{next(_counter)}"

@@ -11,15 +11,11 @@ import time
 import psycopg
 import pytest
 
-from pgward_harness import unique, wait_until
+from pgward_harness import session_id_of, unique, wait_until
 
 AUDIT_KEYS = ["id", "time", "session_id", "principal", "issuer", "connection", "agent", "client_addr",
               "protocol", "statement", "fingerprint", "command_tag", "rows", "sqlstate", "error",
               "duration_us", "decision", "rule", "reviewer"]
-
-
-def session_id_of(conn) -> str:
-    return conn.execute("SELECT current_setting('pgward.session_id')").fetchone()[0]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 import jwt_forge as jf
-from pgward_harness import CTL_BIN, unique
+from pgward_harness import CTL_BIN, session_id_of, unique
 
 
 def _ctl_with_token(env, token: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
@@ -19,6 +19,15 @@ def _ctl_with_token(env, token: str, tmp_path, *args: str) -> subprocess.Complet
     ctl_env = env.gateway.ctl_env()
     ctl_env["PGWARD_TOKEN_FILE"] = str(token_file)
     return subprocess.run([str(CTL_BIN), *args], capture_output=True, text=True, env=ctl_env, timeout=30)
+
+
+def _error_once_ended(conn) -> str:
+    """Keeps querying (up to 5 s) until the gateway has ended the session; returns the error."""
+    with pytest.raises(psycopg.OperationalError) as info:
+        for _ in range(50):
+            conn.execute("SELECT 1")
+            time.sleep(0.1)
+    return str(info.value)
 
 
 def test_oidc_admin_principal_and_group_may_administer_others_may_not(isolated_gateway, tmp_path):
@@ -93,14 +102,10 @@ def test_session_ends_with_57P01_when_its_token_expires(stack):
 
 def test_killed_session_gets_57P01_and_is_recorded(stack):
     with stack.connect("bob-bot") as conn:
-        sid = conn.execute("SELECT current_setting('pgward.session_id')").fetchone()[0]
+        sid = session_id_of(conn)
         r = stack.ctl("session", "kill", sid)
         assert r.returncode == 0, r.stderr
-        with pytest.raises(psycopg.OperationalError) as info:
-            for _ in range(50):
-                conn.execute("SELECT 1")
-                time.sleep(0.1)
-        assert "administrator" in str(info.value)
+        assert "administrator" in _error_once_ended(conn)
     assert stack.wait_sessions(lambda ss: any(s["session_id"] == sid and s["end_reason"] == "killed" for s in ss),
                                principal="bob-bot")
 
@@ -152,15 +157,11 @@ def test_deleting_a_grant_ends_the_sessions_it_allowed_and_only_those(stack):
     grant = stack.grant("dave-bot", mode="read-write")
     grant_id = grant["id"] if isinstance(grant, dict) else grant[0]["id"]
     with stack.connect("dave-bot") as dave, stack.connect("alice-bot") as alice:
-        sid = dave.execute("SELECT current_setting('pgward.session_id')").fetchone()[0]
+        sid = session_id_of(dave)
         assert dave.execute("SELECT 1").fetchone() == (1,)
         r = stack.ctl("grant", "delete", grant_id)
         assert r.returncode == 0, r.stderr
-        with pytest.raises(psycopg.OperationalError) as info:
-            for _ in range(50):
-                dave.execute("SELECT 1")
-                time.sleep(0.1)
-        assert "grant was deleted" in str(info.value)
+        assert "grant was deleted" in _error_once_ended(dave)
         # another principal's session is untouched
         assert alice.execute("SELECT 2").fetchone() == (2,)
     assert stack.wait_sessions(lambda ss: any(s["session_id"] == sid and s["end_reason"] == "grant_deleted"
