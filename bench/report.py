@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Turns bench/run.sh's raw.tsv into the markdown report (stdout). Metadata comes from BENCH_* env."""
 import csv
+import json
 import math
 import os
 import statistics
@@ -155,6 +156,23 @@ def main() -> int:
                 line += f"; PgBouncer: {fmt(b_tx)} us"
             w(line)
             w("")
+
+    floor_path = env("BENCH_FLOOR", "")
+    floor = [json.loads(line) for line in open(floor_path)] if floor_path and os.path.exists(floor_path) else []
+    if floor:
+        w("## gRPC floor (`bench/grpc_floor`)")
+        w("")
+        w("One AgentService.Session bidi stream per session, ping-pong of 100 B up / 200 B down over TLS on "
+          "loopback, completion-queue API with one polling thread per process; CPU is both processes together. "
+          "This is the least one gateway<->agent round trip can cost on this machine.")
+        w("")
+        w("| sessions | median round trips/s | median latency (us) | median p99 (us) | median CPU us per round trip |")
+        w("|---:|---:|---:|---:|---:|")
+        for n in sorted({f["sessions"] for f in floor}):
+            fs = [f for f in floor if f["sessions"] == n]
+            w(f"| {n} | {fmt(med(f['round_trips_per_s'] for f in fs))} | {fmt(med(f['median_us'] for f in fs), 1)} | "
+              f"{fmt(med(f['p99_us'] for f in fs), 1)} | {fmt(med(f['cpu_us_per_round_trip'] for f in fs), 1)} |")
+        w("")
 
     w("## Against the ARCHITECTURE.md section 1 targets")
     w("")

@@ -62,7 +62,7 @@ if [ ! -x "$BUILD_DIR/gateway/pgward-gateway" ] || [ ! -x "$BUILD_DIR/agent/pgwa
    [ ! -x "$BUILD_DIR/tools/pgwardctl/pgwardctl" ]; then
   log "pgward binaries missing in $BUILD_DIR: building (RelWithDebInfo, -j2)"
   cmake -S "$REPO_ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  ninja -C "$BUILD_DIR" -j2 pgward-gateway pgward-agent pgwardctl
+  ninja -C "$BUILD_DIR" -j2 pgward-gateway pgward-agent pgwardctl grpc_floor
 fi
 BUILD_TYPE="$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)"
 [ "$BUILD_TYPE" = "RelWithDebInfo" ] || [ "$BUILD_TYPE" = "Release" ] ||
@@ -247,6 +247,8 @@ PY
 }
 
 RAW="$STACK_DIR/raw.tsv"
+FLOOR="$STACK_DIR/floor.jsonl"
+: >"$FLOOR"
 printf 'round\tscenario\ttarget\ttps\tlat_ms\tconn_ms\tfailed\tnote\tattempts\tgw_cpu_s\tagent_cpu_s\tbouncer_cpu_s\tloadavg\n' >"$RAW"
 TOTAL_RUNS=$((ROUNDS * ${#SCENARIOS[@]} * ${#TARGETS[@]}))
 run_no=0
@@ -299,6 +301,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
       log "[$run_no/$TOTAL_RUNS] round $r $s $t: $(echo "$line" | awk -F'\t' '{printf "tps=%s lat=%sms %s", $1, $2, ($5 == "-" ? "" : $5)}')"
     done
   done
+  # The floor of the gateway<->agent hop, measured in the same round as the relay.
+  if [ -x "$BUILD_DIR/bench/grpc_floor" ]; then
+    for n in 1 8; do
+      f="$("$BUILD_DIR/bench/grpc_floor" --sessions "$n" --seconds "$DURATION")" || die "grpc_floor --sessions $n failed"
+      printf '{"round": %s, %s\n' "$r" "${f#\{}" >>"$FLOOR"
+      log "round $r grpc_floor $n session(s): $f"
+    done
+  fi
 done
 # Make sure the pgward leg actually went through pgward (audit on): it must have audit rows.
 AUDIT_ROWS="$(pgwardctl audit list --json --principal "$CLIENT_ID" --limit 3 2>/dev/null | $PY -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo "?")"
@@ -313,7 +323,8 @@ GIT_REV="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknow
 export BENCH_COMMAND="$COMMAND" BENCH_GIT="$GIT_REV" BENCH_BUILD_TYPE="${BUILD_TYPE:-unknown}" \
   BENCH_CPU="$CPU_MODEL" BENCH_NPROC="$(nproc)" BENCH_KERNEL="$(uname -sr)" \
   BENCH_DATE="$(date -u '+%Y-%m-%d %H:%M:%S UTC')" BENCH_PG="$PG_VERSION" BENCH_PGB="$PGB_VERSION" \
-  BENCH_SCALE="$SCALE" BENCH_ROUNDS="$ROUNDS" BENCH_DURATION="$DURATION" BENCH_QUICK="$QUICK" BENCH_AUDIT="$AUDIT_ROWS"
+  BENCH_SCALE="$SCALE" BENCH_ROUNDS="$ROUNDS" BENCH_DURATION="$DURATION" BENCH_QUICK="$QUICK" BENCH_AUDIT="$AUDIT_ROWS" \
+  BENCH_FLOOR="$FLOOR"
 $PY "$REPO_ROOT/bench/report.py" "$RAW" >"$REPORT" || die "report generation failed (raw data: $RAW)"
 cat "$REPORT"
 if [ "$WRITE_RESULTS" -eq 1 ]; then
