@@ -1,8 +1,9 @@
 # The agent's own code: control stream, sessions, upstream login, and the binary.
 add_library(pgward_agent_core STATIC
-  control/control_client.cc control/event_queue.cc control/session_manager.cc
+  control/control_client.cc control/event_bounds.cc control/event_queue.cc control/session_manager.cc
   session/agent_session.cc session/statement_policy.cc
-  upstream/credential_resolver.cc upstream/tls_contexts.cc upstream/upstream_login.cc)
+  upstream/credential_resolver.cc upstream/pinned_settings.cc upstream/tls_contexts.cc
+  upstream/upstream_login.cc upstream/upstream_policy.cc)
 pgward_target_defaults(pgward_agent_core)
 target_link_libraries(pgward_agent_core PUBLIC pgward_proto pgward_inspect pgward_pgwire pgward_crypto
   pgward_net pgward_util absl::flat_hash_map absl::synchronization)

@@ -18,10 +18,12 @@
 #include "agent/control/session_manager.h"
 #include "agent/inspect/sql_analyzer.h"
 #include "agent/upstream/tls_contexts.h"
+#include "agent/upstream/upstream_policy.h"
 #include "common/crypto/random.h"
 #include "common/crypto/tls_material.h"
 #include "common/util/flag_args.h"
 #include "common/util/log.h"
+#include "common/util/process_hardening.h"
 
 ABSL_FLAG(std::string, gateway, "localhost:9443", "gateway gRPC address HOST:PORT");
 ABSL_FLAG(std::string, name, "", "this agent's name, as created with `pgwardctl agent create`");
@@ -31,6 +33,15 @@ ABSL_FLAG(std::string, tls_server_name, "", "expected name in the gateway certif
 ABSL_FLAG(std::string, data_dir, "", "directory for agent state");
 ABSL_FLAG(int, io_threads, 2, "threads serving upstream sockets");
 ABSL_FLAG(std::string, log_level, "info", "debug|info|warn|error");
+ABSL_FLAG(std::vector<std::string>, allow_upstream, {},
+          "repeatable HOST[:PORT]: a database host this agent may connect to (DNS name, IP address, CIDR "
+          "block or *; PORT a number or *, default 5432). Without any, every session is refused");
+ABSL_FLAG(std::vector<std::string>, allow_credential, {},
+          "repeatable agent-env:NAME or agent-file:/PATH a connection may use as its password reference; a "
+          "trailing * matches any rest (agent-env:SHOP_*). gateway: references need no entry");
+ABSL_FLAG(bool, allow_weak_upstream_auth, false,
+          "answer md5 and cleartext password requests over TLS whose certificate is not verified "
+          "(never over plaintext; verify-full TLS needs no flag)");
 
 namespace {
 
@@ -45,7 +56,9 @@ namespace {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "pgward-agent --gateway HOST:PORT --name NAME --token-file F --ca-file F --data-dir DIR");
-  std::vector<std::string> args = pgward::NormalizeFlagArgs(argc, argv, {});
+  // Before anything holds a secret: no core dumps, no same-user ptrace.
+  pgward::HardenProcess();
+  std::vector<std::string> args = pgward::NormalizeFlagArgs(argc, argv, {"allow_upstream", "allow_credential"});
   std::vector<char*> arg_pointers = pgward::ArgvPointers(args);
   absl::ParseCommandLine(static_cast<int>(args.size()), arg_pointers.data());
   auto level = pgward::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
@@ -58,6 +71,12 @@ int main(int argc, char** argv) {
   if (!token.ok()) Die("cannot read --token-file: " + std::string(token.status().message()));
   std::string agent_token(absl::StripAsciiWhitespace(*token));
   if (agent_token.empty()) Die("--token-file is empty");
+  pgward::agent::UpstreamPolicy::Options policy_options;
+  policy_options.allow_upstream = absl::GetFlag(FLAGS_allow_upstream);
+  policy_options.allow_credential = absl::GetFlag(FLAGS_allow_credential);
+  policy_options.allow_weak_auth = absl::GetFlag(FLAGS_allow_weak_upstream_auth);
+  auto upstream_policy = pgward::agent::UpstreamPolicy::Create(policy_options);
+  if (!upstream_policy.ok()) Die(std::string(upstream_policy.status().message()));
   if (!absl::GetFlag(FLAGS_data_dir).empty()) {
     ::mkdir(absl::GetFlag(FLAGS_data_dir).c_str(), 0700);
   }
@@ -84,6 +103,9 @@ int main(int argc, char** argv) {
 
   asio::io_context io;
   auto work = asio::make_work_guard(io);
+  // SCRAM's PBKDF2 (up to crypto::kMaxScramIterations rounds) runs here, never on the I/O
+  // threads: one login's key derivation must not stall other sessions' relays.
+  asio::thread_pool crypto_pool(1);
   pgward::agent::TlsContexts tls;
   pgward::inspect::SqlAnalyzer analyzer;
 
@@ -116,6 +138,8 @@ int main(int argc, char** argv) {
   deps.tls = &tls;
   deps.analyzer = &analyzer;
   deps.sink = &sink;
+  deps.upstream_policy = &*upstream_policy;
+  deps.crypto_executor = crypto_pool.get_executor();
   pgward::agent::SessionManager sessions(io, deps);
 
   pgward::agent::ControlOptions options;
@@ -134,6 +158,11 @@ int main(int argc, char** argv) {
   });
   pgward::Log(pgward::LogLevel::kInfo, "agent", "pgward-agent ", PGWARD_VERSION, " starting as ", name,
               ", gateway ", absl::GetFlag(FLAGS_gateway));
+  if (upstream_policy->allows_no_upstream()) {
+    pgward::Log(pgward::LogLevel::kWarn, "agent",
+                "no --allow-upstream given: every session will be refused until the agent is started with "
+                "--allow-upstream HOST[:PORT] for the databases it may serve");
+  }
 
   std::vector<std::thread> threads;
   for (int i = 1; i < std::max(1, absl::GetFlag(FLAGS_io_threads)); ++i) {

@@ -57,7 +57,10 @@ start_gateway
 echo "postgres endpoint 127.0.0.1:$GW_PG_PORT, gRPC 127.0.0.1:$GW_GRPC_PORT, data dir $GW_DIR"
 
 say "Registering and starting one agent next to the database"
+# start_agent allows exactly this database and this variable:
+#   --allow-upstream 127.0.0.1:$PG_PORT --allow-credential agent-env:SHOP_DB_PASSWORD
 start_agent db-agent SHOP_DB_PASSWORD="$DB_PASSWORD"
+echo "agent allow-lists: --allow-upstream 127.0.0.1:$PG_PORT --allow-credential agent-env:SHOP_DB_PASSWORD"
 pgwardctl connection create shop --agent db-agent --host 127.0.0.1 --port "$PG_PORT" --database shop \
   --user app --password-ref agent-env:SHOP_DB_PASSWORD --sslmode require
 pgwardctl grant create --principal report-bot --connection shop --mode read-only

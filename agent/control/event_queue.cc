@@ -1,5 +1,6 @@
 #include "agent/control/event_queue.h"
 
+#include "agent/control/event_bounds.h"
 #include "common/util/log.h"
 
 namespace pgward::agent {
@@ -8,6 +9,8 @@ EventQueue::EventQueue(std::string boot_id, size_t soft_limit, std::function<voi
     : boot_id_(std::move(boot_id)), soft_limit_(soft_limit), on_append_(std::move(on_append)) {}
 
 void EventQueue::Append(pgward::v1::AgentEvent event) {
+  // Every event passes here, whoever built it: the one place its strings are bounded.
+  BoundEvent(event);
   {
     absl::MutexLock lock(&mu_);
     event.set_seq(next_seq_++);

@@ -390,6 +390,16 @@ absl::Status StatementTracker::OnCopyOutResponse() {
   return Desync("CopyOutResponse");
 }
 
+AnalyzedStatementPtr StatementTracker::RunningStatement() {
+  Op* op = Head();
+  if (op == nullptr) return nullptr;
+  if (op->kind == OpKind::kQuery && !op->failed && op->next_statement < op->statements.size()) {
+    return op->statements[op->next_statement];
+  }
+  if (op->kind == OpKind::kExecute) return PortalStatement(op->name);
+  return nullptr;
+}
+
 absl::Status StatementTracker::OnFunctionCallResponse() {
   Op* op = Head();
   if (op == nullptr || op->kind != OpKind::kFunctionCall || op->answered) return Desync("FunctionCallResponse");

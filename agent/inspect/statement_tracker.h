@@ -99,6 +99,11 @@ class StatementTracker {
   // transaction status byte ('I', 'T', 'E').
   absl::StatusOr<std::string> OnReadyForQuery(char status);
 
+  // The statement the server is working on: the head Query's current statement or the head
+  // Execute's portal statement; nullptr otherwise. Lets the relay check that a CopyInResponse or
+  // CopyOutResponse answers a COPY (a server sending one for anything else is not trusted).
+  AnalyzedStatementPtr RunningStatement();
+
   std::vector<StatementRecord> TakeRecords();  // completed statements since the last call, in order
   size_t PendingOperations() const;
 

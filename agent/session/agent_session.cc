@@ -217,8 +217,14 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
       case 'n': status = tracker.OnNoData(); break;
       case 'I': status = tracker.OnEmptyQueryResponse(); break;
       case 's': status = tracker.OnPortalSuspended(); break;
-      case 'G': status = tracker.OnCopyInResponse(); break;
-      case 'H': status = tracker.OnCopyOutResponse(); break;
+      case 'G':
+        status = s_.CheckCopyResponse(inspect::StatementClass::kCopyIn, "CopyInResponse");
+        if (status.ok()) status = tracker.OnCopyInResponse();
+        break;
+      case 'H':
+        status = s_.CheckCopyResponse(inspect::StatementClass::kCopyOut, "CopyOutResponse");
+        if (status.ok()) status = tracker.OnCopyOutResponse();
+        break;
       case 'V': status = tracker.OnFunctionCallResponse(); break;
       case 'C': {
         auto tag = pgwire::DecodeCommandComplete(msg.body);
@@ -242,8 +248,19 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
         out.append(*injected);
         break;
       }
+      case 'S': {
+        // A setting that decides who the session is or how SQL is lexed changed behind the
+        // policy's back (set_config in a function, say): end the session, and do not pass the
+        // new value on.
+        auto parameter = pgwire::DecodeParameterStatus(msg.body);
+        if (!parameter.ok()) return parameter.status();
+        if (auto change = s_.parameter_watch_->Check(parameter->first, parameter->second)) {
+          s_.EndWithFatal(pgwire::sqlstate::kAdminShutdown, change->message, change->end_reason);
+          return absl::AbortedError(change->message);
+        }
+        break;
+      }
       case 'N':
-      case 'S':
       case 'A':
       case 'c':
         break;
@@ -255,6 +272,7 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
     }
     if (!status.ok()) return status;
     out.append(msg.raw);
+    s_.boundary_in_frame_ = out.size();
     return absl::OkStatus();
   }
 
@@ -262,8 +280,10 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
     s_.stream_->outgoing().mutable_data()->append(header_raw);
     return absl::OkStatus();
   }
-  absl::Status OnStreamedBody(std::string_view chunk, bool) override {
-    s_.stream_->outgoing().mutable_data()->append(chunk);
+  absl::Status OnStreamedBody(std::string_view chunk, bool last) override {
+    std::string& out = *s_.stream_->outgoing().mutable_data();
+    out.append(chunk);
+    if (last) s_.boundary_in_frame_ = out.size();
     return absl::OkStatus();
   }
 
@@ -297,6 +317,24 @@ asio::awaitable<void> AgentSession::Run() {
   stream_ = OpenSessionStream(*deps_.stub, strand_, deps_.agent_name, deps_.agent_token);
   stream_signals_ = stream_->signals();
 
+  // The agent host decides what it reaches and reads, whatever the grant names.
+  absl::Status allowed = deps_.upstream_policy->CheckTarget(target);
+  if (!allowed.ok()) {
+    Log(LogLevel::kWarn, "session", id(), " refused by the agent's policy (connection ", grant_.connection(),
+        "): ", allowed.message());
+    co_await Fail(std::string(pgwire::sqlstate::kConnectionFailure),
+                  absl::StrCat("the database agent's policy does not allow connection \"", grant_.connection(),
+                               "\" (its host or credential reference is not on the agent's allow-list); "
+                               "see the agent log"));
+    co_return;
+  }
+  auto parameters = UpstreamStartupParameters(grant_);
+  if (!parameters.ok()) {
+    Log(LogLevel::kWarn, "session", id(), " startup parameters refused: ", parameters.status().message());
+    co_await Fail(std::string(pgwire::sqlstate::kProtocolViolation), std::string(parameters.status().message()));
+    co_return;
+  }
+
   auto password = ResolveCredential(target);
   if (!password.ok()) {
     Log(LogLevel::kWarn, "session", id(), " credential: ", password.status().message());
@@ -307,15 +345,9 @@ asio::awaitable<void> AgentSession::Run() {
   UpstreamLoginRequest request;
   request.target = &target;
   request.password = std::move(*password);
-  std::string options = absl::StrCat("-c pgward.principal=", EscapeStartupOption(grant_.principal()),
-                                     " -c pgward.session_id=", grant_.session_id());
-  if (grant_.policy().mode() == pgward::v1::MODE_READ_ONLY) {
-    absl::StrAppend(&options, " -c default_transaction_read_only=on");
-  }
-  request.startup_parameters = {{"application_name", "pgward:" + grant_.principal()}, {"options", options}};
-  for (const auto& [name, value] : grant_.startup_parameters()) {
-    request.startup_parameters.emplace_back(name, value);
-  }
+  request.startup_parameters = *std::move(parameters);
+  request.policy = deps_.upstream_policy;
+  request.crypto_executor = deps_.crypto_executor;
   auto login = co_await LoginUpstream(std::move(request), *deps_.tls);
   if (!login.ok()) {
     Log(LogLevel::kWarn, "session", id(), " upstream login: ", login.status().message());
@@ -323,6 +355,7 @@ asio::awaitable<void> AgentSession::Run() {
     co_return;
   }
   upstream_ = std::move(*login);
+  parameter_watch_.emplace(upstream_.parameters);
   if (stopping_) {
     co_await Fail(std::string(pgwire::sqlstate::kAdminShutdown), "the session was ended before it started");
     co_return;
@@ -413,7 +446,7 @@ asio::awaitable<void> AgentSession::GatewayToUpstream() {
 asio::awaitable<void> AgentSession::UpstreamToGateway() {
   BackendHandler handler(*this);
   std::unique_ptr<char[]> buffer(new char[kUpstreamReadChunk]);
-  std::string fatal;
+  bool unsent = false;  // the loop ended with bytes in the frame that were never written
   for (;;) {
     auto [ec, n] = co_await upstream_.stream->TryReadSome(asio::buffer(buffer.get(), kUpstreamReadChunk));
     if (ec) {
@@ -422,18 +455,23 @@ asio::awaitable<void> AgentSession::UpstreamToGateway() {
     }
     auto& frame = stream_->outgoing();
     frame.mutable_data()->clear();
+    boundary_in_frame_ = on_boundary_ ? std::optional<size_t>(0) : std::nullopt;
     absl::Status status = backend_reader_.Feed(std::string_view(buffer.get(), n), handler);
     EmitRecords();
     if (!status.ok()) {
-      // Fail closed: a gateway that no longer understands the conversation stops relaying.
-      Log(LogLevel::kError, "session", id(), " upstream protocol error: ", status.message());
-      end_reason_ = "upstream_protocol_error";
-      pgwire::AppendErrorResponse(fatal, "FATAL", pgwire::sqlstate::kProtocolViolation,
-                                  "pgward: the database sent a message pgward cannot relay; the session was closed");
+      if (pending_fatal_.empty()) {
+        // Fail closed: a relay that no longer understands the conversation stops relaying.
+        Log(LogLevel::kError, "session", id(), " upstream protocol error: ", status.message());
+        EndWithFatal(pgwire::sqlstate::kProtocolViolation,
+                     "pgward: the database sent a message pgward cannot relay; the session was closed",
+                     "upstream_protocol_error");
+      }
+      unsent = true;
       break;
     }
     if (frame.data().empty()) continue;
-    frame.set_message_boundary(backend_reader_.AtMessageBoundary());
+    on_boundary_ = boundary_in_frame_ == frame.data().size();
+    frame.set_message_boundary(on_boundary_);
     if (!co_await stream_->Write()) {
       if (end_reason_.empty()) end_reason_ = "client_disconnect";
       break;
@@ -441,9 +479,18 @@ asio::awaitable<void> AgentSession::UpstreamToGateway() {
   }
   CloseUpstream();
   auto& last = stream_->outgoing();
+  std::string data;
+  bool boundary = on_boundary_;
+  if (unsent) {
+    // The messages before the one that failed were checked: send them, up to the last whole one.
+    data = std::move(*last.mutable_data());
+    boundary = boundary_in_frame_.has_value();
+    if (boundary) data.resize(*boundary_in_frame_);
+  }
+  if (!pending_fatal_.empty() && boundary) data.append(pending_fatal_);
   last.Clear();
-  if (!fatal.empty() && backend_reader_.AtMessageBoundary()) last.set_data(fatal);
-  last.set_message_boundary(backend_reader_.AtMessageBoundary());
+  last.set_data(std::move(data));
+  last.set_message_boundary(boundary);
   last.set_end_reason(end_reason_.empty() ? "upstream_closed" : end_reason_);
   if (co_await stream_->Write()) co_await stream_->CloseWrites();
 }
@@ -505,16 +552,43 @@ void AgentSession::CloseUpstream() {
 void AgentSession::Cancel() {
   asio::post(strand_, [self = shared_from_this()] {
     if (self->state_ != State::kRelaying) return;
+    // One CancelRequest in flight per session. A cancel arriving meanwhile is merged into it:
+    // the server cancels whatever runs when the request lands, so a second request adds nothing
+    // but another connection.
+    if (self->cancel_in_flight_) {
+      Log(LogLevel::kDebug, "session", self->id(), " cancel request merged into the one in flight");
+      return;
+    }
+    self->cancel_in_flight_ = true;
     asio::co_spawn(
         self->strand_,
         [self]() -> asio::awaitable<void> {
           absl::Status status = co_await SendUpstreamCancel(self->grant_.target(), self->upstream_.backend_pid,
                                                             self->upstream_.backend_key);
+          self->cancel_in_flight_ = false;
           Log(LogLevel::kInfo, "session", self->id(), " cancel request sent upstream: ",
               status.ok() ? "ok" : std::string(status.message()));
         },
         asio::detached);
   });
+}
+
+void AgentSession::EndWithFatal(std::string_view sqlstate, std::string_view message, std::string_view end_reason) {
+  if (!pending_fatal_.empty()) return;
+  pgwire::AppendErrorResponse(pending_fatal_, "FATAL", sqlstate, message);
+  if (end_reason_.empty()) end_reason_ = std::string(end_reason);
+  Log(LogLevel::kWarn, "session", id(), " ending (", end_reason, "): ", message);
+  // Wakes UpstreamToGateway if it waits on the database; it sends pending_fatal_ last.
+  CloseUpstream();
+}
+
+absl::Status AgentSession::CheckCopyResponse(inspect::StatementClass want, std::string_view message_name) {
+  inspect::AnalyzedStatementPtr running = tracker_.RunningStatement();
+  if (running != nullptr && running->statement_class == want) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat("upstream sent ", AbslView(message_name),
+                                                    " for a statement that is not ",
+                                                    want == inspect::StatementClass::kCopyIn ? "COPY FROM STDIN"
+                                                                                            : "COPY TO STDOUT"));
 }
 
 void AgentSession::Stop(std::string reason) {

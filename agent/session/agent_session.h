@@ -5,13 +5,17 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "agent/inspect/sql_analyzer.h"
 #include "agent/inspect/statement_tracker.h"
 #include "agent/session/session_stream.h"
+#include "agent/upstream/pinned_settings.h"
 #include "agent/upstream/tls_contexts.h"
 #include "agent/upstream/upstream_login.h"
+#include "agent/upstream/upstream_policy.h"
 #include "common/pgwire/message_reader.h"
 #include "pgward/v1/agent.grpc.pb.h"
 
@@ -33,6 +37,10 @@ struct SessionDeps {
   TlsContexts* tls = nullptr;
   inspect::SqlAnalyzer* analyzer = nullptr;
   SessionEventSink* sink = nullptr;
+  // The agent host's own allow-lists and password rules; required.
+  const UpstreamPolicy* upstream_policy = nullptr;
+  // Runs SCRAM's PBKDF2 away from the I/O threads; required.
+  asio::any_io_executor crypto_executor;
   uint32_t max_message_bytes = 64u << 20;
 };
 
@@ -58,6 +66,10 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   void Cancel();
   // Ends the session (revoke, kill, agent shutdown).
   void Stop(std::string reason);
+  // Ends a relaying session from inside the relay: the caller receives FATAL `sqlstate` with
+  // `message` right after the last whole message it was sent, and the session ends with
+  // `end_reason`. Call on the session's strand. The first call wins; later ones are ignored.
+  void EndWithFatal(std::string_view sqlstate, std::string_view message, std::string_view end_reason);
 
  private:
   class FrontendHandler;
@@ -76,6 +88,8 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::string StatementText(const inspect::AnalyzedStatement& statement) const;
   void CloseUpstream();
   std::string OwnedApplicationNameSet() const;
+  // OK when the statement the server is running is of class `want` (a COPY direction).
+  absl::Status CheckCopyResponse(inspect::StatementClass want, std::string_view message_name);
 
   asio::any_io_executor strand_;
   pgward::v1::SessionGrant grant_;
@@ -93,6 +107,15 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   bool client_terminated_ = false;
   std::string end_reason_;
   std::atomic<bool> stopping_{false};
+  std::optional<ParameterWatch> parameter_watch_;  // from the login's ParameterStatus values
+  std::string pending_fatal_;  // EndWithFatal's ErrorResponse, sent as the relay's last bytes
+  // Where the bytes sent to the gateway end on a Postgres message boundary: at the end of the
+  // last frame written (on_boundary_), and the offset of the last boundary in the frame being
+  // built (nullopt: none yet, and the previous frame ended mid-message). The reader cannot
+  // say once it has failed, and a FATAL may only follow a whole message.
+  bool on_boundary_ = true;
+  std::optional<size_t> boundary_in_frame_;
+  bool cancel_in_flight_ = false;  // one upstream CancelRequest at a time; extras coalesce
 };
 
 }  // namespace pgward::agent

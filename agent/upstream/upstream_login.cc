@@ -67,9 +67,20 @@ asio::awaitable<absl::StatusOr<bool>> NegotiateTls(net::MaybeTlsStream& stream,
   co_return true;
 }
 
+// SCRAM's PBKDF2 on the crypto executor; the coroutine resumes on its own executor afterwards.
+asio::awaitable<absl::Status> HandleServerFirstOffThread(crypto::ScramSha256Client& scram, std::string_view data,
+                                                         const asio::any_io_executor& crypto_executor) {
+  co_return co_await asio::co_spawn(
+      crypto_executor,
+      [&scram, data]() -> asio::awaitable<absl::Status> { co_return scram.HandleServerFirst(data); },
+      use_awaitable);
+}
+
 // The authentication exchange (protocol section 55.2.1 "Start-up") up to AuthenticationOk.
-asio::awaitable<absl::Status> Authenticate(net::MaybeTlsStream& stream, const std::string& user,
-                                           const std::string& password) {
+asio::awaitable<absl::Status> Authenticate(net::MaybeTlsStream& stream, const UpstreamLoginRequest& request,
+                                           UpstreamTransport transport) {
+  const std::string& user = request.target->user();
+  const std::string& password = request.password;
   std::string out;
   std::unique_ptr<crypto::ScramSha256Client> scram;
   for (;;) {
@@ -87,13 +98,21 @@ asio::awaitable<absl::Status> Authenticate(net::MaybeTlsStream& stream, const st
       case pgwire::kAuthOk:
         if (scram) co_return absl::UnavailableError("upstream skipped the SCRAM server signature");
         co_return absl::OkStatus();
-      case pgwire::kAuthCleartextPassword:
+      case pgwire::kAuthCleartextPassword: {
+        // A server we cannot authenticate must not learn the password (libpq's require_auth).
+        absl::Status allowed = request.policy->CheckPasswordRequest(PasswordRequest::kCleartext, transport);
+        if (!allowed.ok()) co_return absl::UnavailableError(allowed.message());
         pgwire::AppendPasswordMessage(out, password);
         break;
-      case pgwire::kAuthMd5Password:
+      }
+      case pgwire::kAuthMd5Password: {
+        // md5 with a salt the server chose gives it a hash to attack offline.
+        absl::Status allowed = request.policy->CheckPasswordRequest(PasswordRequest::kMd5, transport);
+        if (!allowed.ok()) co_return absl::UnavailableError(allowed.message());
         if (auth->data.size() != 4) co_return absl::UnavailableError("upstream sent a bad md5 salt");
         pgwire::AppendPasswordMessage(out, crypto::PostgresMd5Password(user, password, auth->data));
         break;
+      }
       case pgwire::kAuthSasl: {
         bool offered = false;
         for (auto mechanism : pgwire::SplitSaslMechanisms(auth->data)) {
@@ -106,7 +125,7 @@ asio::awaitable<absl::Status> Authenticate(net::MaybeTlsStream& stream, const st
       }
       case pgwire::kAuthSaslContinue: {
         if (!scram) co_return absl::UnavailableError("upstream sent SASLContinue out of order");
-        absl::Status status = scram->HandleServerFirst(auth->data);
+        absl::Status status = co_await HandleServerFirstOffThread(*scram, auth->data, request.crypto_executor);
         if (!status.ok()) co_return absl::UnavailableError(absl::StrCat("upstream SCRAM exchange failed: ", status.message()));
         pgwire::AppendSaslResponse(out, scram->ClientFinalMessage());
         break;
@@ -177,7 +196,10 @@ asio::awaitable<absl::StatusOr<UpstreamConnection>> DoLogin(const UpstreamLoginR
   pgwire::AppendStartupMessage(out, params);
   co_await stream.WriteAll(asio::buffer(out));
 
-  absl::Status auth = co_await Authenticate(stream, t.user(), request.password);
+  const UpstreamTransport transport = !stream.tls() ? UpstreamTransport::kPlaintext
+                                     : verify      ? UpstreamTransport::kTlsVerified
+                                                   : UpstreamTransport::kTlsUnverified;
+  absl::Status auth = co_await Authenticate(stream, request, transport);
   if (!auth.ok()) co_return auth;
 
   // After AuthenticationOk: ParameterStatus*, BackendKeyData, then ReadyForQuery (55.2.1).
@@ -239,12 +261,13 @@ std::string EscapeStartupOption(std::string_view value) {
   return escaped;
 }
 
-asio::awaitable<absl::Status> SendUpstreamCancel(const pgward::v1::UpstreamTarget& target,
-                                                 int32_t pid, uint32_t key) {
+namespace {
+
+asio::awaitable<absl::Status> DoSendCancel(const pgward::v1::UpstreamTarget& target, int32_t pid, uint32_t key) {
   auto executor = co_await asio::this_coro::executor;
   asio::ip::tcp::resolver resolver(executor);
   auto [resolve_ec, endpoints] = co_await resolver.async_resolve(
-      target.host(), std::to_string(target.port() == 0 ? 5432 : target.port()), kAsTuple);
+      target.host(), std::to_string(target.port() == 0 ? kDefaultPostgresPort : target.port()), kAsTuple);
   if (resolve_ec) co_return absl::UnavailableError(resolve_ec.message());
   asio::ip::tcp::socket socket(executor);
   auto [connect_ec, endpoint] = co_await asio::async_connect(socket, endpoints, kAsTuple);
@@ -258,6 +281,22 @@ asio::awaitable<absl::Status> SendUpstreamCancel(const pgward::v1::UpstreamTarge
   char ignored;
   co_await socket.async_read_some(asio::buffer(&ignored, 1), kAsTuple);
   co_return absl::OkStatus();
+}
+
+}  // namespace
+
+asio::awaitable<absl::Status> SendUpstreamCancel(const pgward::v1::UpstreamTarget& target,
+                                                 int32_t pid, uint32_t key, std::chrono::milliseconds deadline) {
+  auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer(executor, deadline);
+  // Whichever finishes first cancels the other; the losing branch's socket closes as its
+  // frame unwinds, so a server that never answers holds nothing past the deadline.
+  auto result = co_await (DoSendCancel(target, pid, key) || timer.async_wait(kAsTuple));
+  if (result.index() == 1) {
+    co_return absl::DeadlineExceededError(
+        absl::StrCat("the database did not close the cancel connection within ", deadline.count(), " ms"));
+  }
+  co_return std::get<0>(std::move(result));
 }
 
 }  // namespace pgward::agent

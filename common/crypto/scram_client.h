@@ -1,12 +1,18 @@
 // SCRAM-SHA-256 client (RFC 5802, RFC 7677) as PostgreSQL speaks it, plus the legacy md5 password hash.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
 #include "absl/status/status.h"
 
 namespace pgward::crypto {
+
+// Highest PBKDF2 iteration count a server may ask for. Postgres uses 4096 by default
+// (scram_iterations); 100,000 rounds cost about 50 ms of one core here, 10 million cost
+// seconds, which a hostile or misconfigured server could use to stall the agent.
+inline constexpr int64_t kMaxScramIterations = 100'000;
 
 // One SCRAM exchange. Use once, in order: ClientFirstMessage, HandleServerFirst, ClientFinalMessage,
 // VerifyServerFinal. Channel binding is not offered ("n,,", RFC 5802 section 7): the caller's TLS to
@@ -26,8 +32,9 @@ class ScramSha256Client {
   std::string ClientFirstMessage();
 
   // Parses "r=<nonce>,s=<salt>,i=<iterations>[,ext...]". Refuses a nonce that does not extend ours
-  // (RFC 5802 section 5.1 "r"), a salt that is not base64, an iteration count below 1 or absurdly high,
-  // a mandatory extension ("m="), and a server error ("e="). On success derives the proof.
+  // (RFC 5802 section 5.1 "r"), a salt that is not base64, an iteration count below 1 or above
+  // kMaxScramIterations, a mandatory extension ("m="), and a server error ("e="). On success derives
+  // the proof: PBKDF2 with the server's count, so callers on an event loop run this off it.
   absl::Status HandleServerFirst(std::string_view server_first);
 
   // "c=biws,r=<combined nonce>,p=<proof>". Empty if HandleServerFirst has not succeeded.

@@ -12,6 +12,7 @@
 #include "common/pgwire/messages.h"
 #include "common/pgwire/protocol.h"
 #include "common/pgwire/sqlstate.h"
+#include "common/pgwire/startup_parameters.h"
 #include "common/util/log.h"
 
 namespace pgward::gateway {
@@ -30,14 +31,6 @@ const char* StateName(FrontendConnection::State state) {
     case FrontendConnection::State::kClosed: return "closed";
   }
   return "?";
-}
-
-// Startup parameters the caller may not pass through: identity and routing are pgward's, and
-// "options" could smuggle -c pgward.principal=... past the agent.
-bool PassThroughParameter(std::string_view name) {
-  std::string lower = absl::AsciiStrToLower(AbslView(name));
-  return lower != "user" && lower != "database" && lower != "options" && lower != "replication" &&
-         lower != "application_name" && !absl::StartsWith(lower, "pgward.") && !absl::StartsWith(lower, "_pq_.");
 }
 
 // Maps broker/identity errors to the contract's SQLSTATEs (ARCHITECTURE.md section 4).
@@ -331,9 +324,16 @@ asio::awaitable<absl::Status> FrontendConnection::Login() {
   caller.client_addr = client_addr_;
   caller.caller_user = std::string(startup.Get("user"));
   caller.application_name = std::string(startup.Get("application_name"));
-  for (const auto& [name, value] : startup.parameters) {
-    if (PassThroughParameter(name)) caller.startup_parameters.emplace_back(name, value);
+  // Only the shared allow-list reaches Postgres (the agent applies it again); anything that
+  // could change identity, read-only mode or lexing is refused, naming the parameter.
+  auto parameters = pgwire::FilterStartupParameters(startup.parameters);
+  if (!parameters.ok()) {
+    Log(LogLevel::kInfo, "frontend", client_addr_, " startup parameters refused: ", parameters.status().message());
+    co_await SendError("FATAL", pgwire::sqlstate::kProtocolViolation,
+                       absl::StrCat("pgward: ", parameters.status().message()));
+    co_return parameters.status();
   }
+  caller.startup_parameters = std::move(parameters->passed);
   auto session = co_await deps_.broker->Open(*verified, connection, caller);
   if (!session.ok()) {
     Log(LogLevel::kInfo, "frontend", client_addr_, " session for ", verified->principal, " on ", connection,

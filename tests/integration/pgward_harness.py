@@ -46,6 +46,9 @@ DEFAULT_CLIENTS: dict[str, list[str]] = {
     "erin-bot": [],
     "ops-bot": ["operators"],   # a group with no grant
 }
+# Every agent the harness starts may reach the test Postgres (and the tests' fake upstreams) on
+# 127.0.0.1 and read its password from any agent-env: variable; tests add flags per agent.
+DEFAULT_AGENT_FLAGS: list[str] = ["--allow-upstream", "127.0.0.1:*", "--allow-credential", "agent-env:*"]
 # (kind, who, mode) applied to every gateway's "shop" connection.
 DEFAULT_GRANTS: list[tuple[str, str, str]] = [
     ("principal", "alice-bot", "read-write"),
@@ -563,7 +566,7 @@ class Agent:
     """One pgward-agent process; name/token registered on its gateway at creation."""
 
     def __init__(self, env: "GatewayEnv", name: str, password_vars: dict[str, str] | None = None,
-                 extra_flags: Sequence[str] = ()):
+                 extra_flags: Sequence[str] = (), default_flags: bool = True):
         self.env = env
         self.name = name
         self.dir = env.gateway.dir / f"agent-{name}"
@@ -573,6 +576,7 @@ class Agent:
         self.token_file = self.dir / "agent.token"
         self.password_vars = dict(password_vars or {})
         self.extra_flags = list(extra_flags)
+        self.default_flags = list(DEFAULT_AGENT_FLAGS) if default_flags else []
         self.proc: Proc | None = None
         token = env.ctl_json("agent", "create", name)["token"]
         self.token_file.write_text(token + "\n")
@@ -593,7 +597,7 @@ class Agent:
         self.proc = Proc(f"pgward-agent {self.name}",
                          [AGENT_BIN, "--gateway", gw.grpc_addr, "--name", self.name,
                           "--token-file", self.token_file, "--ca-file", gw.ca_file,
-                          "--data-dir", self.data_dir, *self.extra_flags],
+                          "--data-dir", self.data_dir, *self.default_flags, *self.extra_flags],
                          self.log_path, env=environ).start()
         if wait_online:
             self.wait_online(True, timeout)
@@ -687,8 +691,10 @@ class GatewayEnv:
             self.grant(who, connection, mode, group=(kind == "group"))
         return self
 
-    def add_agent(self, name: str, start: bool = True, extra_flags: Sequence[str] = ()) -> Agent:
-        agent = Agent(self, name, {self.password_var: self.postgres.app_password}, extra_flags)
+    def add_agent(self, name: str, start: bool = True, extra_flags: Sequence[str] = (),
+                  default_flags: bool = True) -> Agent:
+        """default_flags=False starts the agent without DEFAULT_AGENT_FLAGS (its allow-lists)."""
+        agent = Agent(self, name, {self.password_var: self.postgres.app_password}, extra_flags, default_flags)
         self.agents.append(agent)
         if start:
             agent.start()

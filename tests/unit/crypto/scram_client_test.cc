@@ -5,6 +5,8 @@
 
 #include <string>
 
+#include "absl/strings/str_cat.h"
+
 namespace pgward::crypto {
 namespace {
 
@@ -79,6 +81,23 @@ TEST_CASE("SCRAM client accepts a low but positive iteration count", "[scram]") 
   client.ClientFirstMessage();
   CHECK(client.HandleServerFirst("r=rOprNGfwEbeRWgbNEkqOX,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1").ok());
   CHECK_FALSE(client.ClientFinalMessage().empty());
+}
+
+TEST_CASE("SCRAM client accepts an iteration count up to pgward's cap and refuses one above", "[scram]") {
+  // A hostile server could ask for millions of PBKDF2 rounds to stall the agent (finding 15).
+  ScramSha256Client at_cap("pencil", "user", kRfcNonce);
+  at_cap.ClientFirstMessage();
+  CHECK(at_cap.HandleServerFirst(absl::StrCat("r=rOprNGfwEbeRWgbNEkqOX,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=",
+                                              kMaxScramIterations))
+            .ok());
+  auto above = GENERATE(kMaxScramIterations + 1, int64_t{10'000'000});
+  ScramSha256Client client("pencil", "user", kRfcNonce);
+  client.ClientFirstMessage();
+  absl::Status status =
+      client.HandleServerFirst(absl::StrCat("r=rOprNGfwEbeRWgbNEkqOX,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=", above));
+  REQUIRE_FALSE(status.ok());
+  CHECK_THAT(std::string(status.message()), Catch::Contains(absl::StrCat("iteration count ", above, " is too high")));
+  CHECK(client.ClientFinalMessage().empty());
 }
 
 TEST_CASE("SCRAM client refuses a wrong server signature", "[scram]") {
