@@ -3,6 +3,7 @@
 
 #include <chrono>
 
+#include "common/crypto/token_hash.h"
 #include "common/util/log.h"
 #include "gateway/broker/agent_registry.h"
 #include "gateway/broker/audit_writer.h"
@@ -105,6 +106,12 @@ bool ControlStream::OnHello(const pgward::v1::Hello& hello) {
     End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello needs a boot id of at most 256 bytes"));
     return false;
   }
+  // The token was checked when the stream opened; the agent may have been deleted (or
+  // re-created with a new token) since.
+  if (!CredentialCurrent()) {
+    End(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this agent's token is no longer valid"));
+    return false;
+  }
   boot_id_ = hello.boot_id();
   version_ = hello.version();
   TruncateUtf8(version_, kMaxShortFieldBytes);
@@ -124,14 +131,24 @@ bool ControlStream::OnHello(const pgward::v1::Hello& hello) {
   return true;
 }
 
+bool ControlStream::CredentialCurrent() {
+  absl::StatusOr<std::string> current = store_.AgentTokenHash(agent_);
+  // A store error is not proof of anything: keep the stream, the next heartbeat checks again.
+  if (!current.ok() && !absl::IsNotFound(current.status())) return true;
+  if (current.ok() && crypto::ConstantTimeEquals(*current, credential_)) return true;
+  Log(LogLevel::kWarn, "agents", "agent ", agent_, " from ", peer_,
+      " presented a token that is no longer the agent's (deleted or re-created); ending its stream");
+  return false;
+}
+
 bool ControlStream::OnHeartbeat(const pgward::v1::Heartbeat& heartbeat) {
   active_sessions_ = heartbeat.active_sessions();
-  if (absl::IsNotFound(store_.TouchAgent(agent_, NowMillis(), version_, peer_))) {
-    // Deleting an agent ends its stream at once; this catches a stream that raced the delete.
-    Log(LogLevel::kWarn, "agents", "agent ", agent_, " from ", peer_, " no longer exists; ending its stream");
-    End(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this agent was deleted"));
+  // Deleting an agent ends its stream at once; this catches a stream that raced the delete.
+  if (!CredentialCurrent()) {
+    End(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this agent's token is no longer valid"));
     return false;
   }
+  (void)store_.TouchAgent(agent_, NowMillis(), version_, peer_);
   return true;
 }
 

@@ -57,6 +57,8 @@ class ControlStream : public grpc::ServerBidiReactor<pgward::v1::AgentMessage, p
  private:
   // Each returns false when it ended the stream (no further read then).
   bool OnHello(const pgward::v1::Hello& hello);
+  // True while the agent still exists with the token this stream authenticated with.
+  bool CredentialCurrent();
   bool OnHeartbeat(const pgward::v1::Heartbeat& heartbeat);
   // Queues the batch with the audit writer and starts the next read, at once or (when the
   // writer's queue is full) once it has drained.

@@ -36,7 +36,7 @@ class Store {
   absl::Status DeleteAgent(const std::string& name);
   // UNAUTHENTICATED with the same message whether the name is unknown or the token wrong.
   absl::Status AuthenticateAgent(const std::string& name, std::string_view token);
-  // NOT_FOUND once the agent is deleted: the caller ends that agent's stream.
+  // NOT_FOUND if the agent does not exist (any more).
   absl::Status TouchAgent(const std::string& name, int64_t seen_unix_ms, const std::string& version,
                           const std::string& peer);
   // The stored token hash (crypto::HashToken) of an agent; NOT_FOUND if it does not exist. A
