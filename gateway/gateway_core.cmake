@@ -1,6 +1,7 @@
 # The gateway's own code: broker, AgentService, Postgres endpoint, and the binary.
 add_library(pgward_gateway_core STATIC
   broker/agent_registry.cc broker/agent_service.cc broker/audit_writer.cc broker/control_stream.cc
+  broker/event_bounds.cc broker/session_admission.cc
   broker/session_broker.cc broker/session_stream.cc
   frontend/frontend_connection.cc frontend/pg_listener.cc)
 pgward_target_defaults(pgward_gateway_core)

@@ -17,6 +17,7 @@
 #include "common/crypto/tls_material.h"
 #include "common/util/flag_args.h"
 #include "common/util/log.h"
+#include "common/util/process_hardening.h"
 #include "gateway/admin/admin_key_authorizer.h"
 #include "gateway/admin/admin_service.h"
 #include "gateway/broker/agent_registry.h"
@@ -25,6 +26,7 @@
 #include "gateway/broker/session_broker.h"
 #include "gateway/frontend/pg_listener.h"
 #include "gateway/identity/http_fetcher.h"
+#include "gateway/identity/issuer_scoped_name.h"
 #include "gateway/identity/token_verifier.h"
 #include "gateway/store/store.h"
 
@@ -37,14 +39,19 @@ ABSL_FLAG(std::string, oidc_jwks_file, "", "static JWKS file for the (single) is
 ABSL_FLAG(std::string, oidc_ca_file, "", "CA bundle for HTTPS discovery and JWKS fetches");
 ABSL_FLAG(std::string, principal_claim, "sub", "token claim that names the principal");
 ABSL_FLAG(std::string, groups_claim, "groups", "token claim that lists the principal's groups");
-ABSL_FLAG(std::vector<std::string>, admin_principal, {}, "OIDC principal allowed to use AdminService (repeatable)");
-ABSL_FLAG(std::vector<std::string>, admin_group, {}, "OIDC group allowed to use AdminService (repeatable)");
+ABSL_FLAG(std::vector<std::string>, admin_principal, {},
+          "OIDC principal allowed to use AdminService (repeatable); ISSUER#NAME when several issuers are trusted");
+ABSL_FLAG(std::vector<std::string>, admin_group, {},
+          "OIDC group allowed to use AdminService (repeatable); ISSUER#NAME when several issuers are trusted");
 ABSL_FLAG(std::string, tls_cert, "", "certificate chain (PEM) for both endpoints; self-signed in DIR/tls if empty");
 ABSL_FLAG(std::string, tls_key, "", "private key (PEM) for --tls-cert");
 ABSL_FLAG(bool, allow_insecure_loopback, false, "accept plaintext Postgres logins from loopback (development only)");
 ABSL_FLAG(int, io_threads, 2, "threads serving caller sockets");
 ABSL_FLAG(int, session_open_timeout_ms, 15000, "how long a caller waits for the agent to open its session");
 ABSL_FLAG(int, max_connections, 10000, "caller connections accepted at once");
+ABSL_FLAG(int, max_sessions_per_principal, 20,
+          "live sessions one principal may hold on one connection, unless its grant sets --max-sessions");
+ABSL_FLAG(int, max_sessions_per_connection, 100, "live sessions on one connection, all principals together");
 ABSL_FLAG(std::string, log_level, "info", "debug|info|warn|error");
 
 namespace {
@@ -60,13 +67,17 @@ std::string DieIfError(const absl::StatusOr<std::string>& value, const std::stri
 }
 
 
-bool Contains(const std::vector<std::string>& list, const std::string& value) {
-  return std::find(list.begin(), list.end(), value) != list.end();
-}
+// AgentService messages are session frames (at most 32 KiB of protocol bytes) and event
+// batches (at most 512 events, each bounded by the agent); 16 MiB leaves room for those and
+// refuses anything larger (RESOURCE_EXHAUSTED) before it is buffered. AdminService requests
+// are small.
+constexpr int kMaxGrpcReceiveBytes = 16 << 20;
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything holds a secret: no core dumps, no ptrace by same-user processes.
+  pgward::HardenProcess();
   absl::SetProgramUsageMessage(
       "pgward-gateway --data-dir DIR --oidc-issuer URL --oidc-audience AUD [--pg-listen HOST:PORT] "
       "[--grpc-listen HOST:PORT] [--tls-cert F --tls-key F] ...");
@@ -90,6 +101,17 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_tls_cert).empty() != absl::GetFlag(FLAGS_tls_key).empty()) {
     Die("--tls-cert and --tls-key go together");
   }
+  if (absl::GetFlag(FLAGS_max_sessions_per_principal) < 1 || absl::GetFlag(FLAGS_max_sessions_per_connection) < 1) {
+    Die("--max-sessions-per-principal and --max-sessions-per-connection must be at least 1");
+  }
+  // Principals and groups are (issuer, name): with several issuers an admin entry must say
+  // which issuer's principal it means.
+  auto admin_principals =
+      pgward::identity::IssuerScopedNameSet::Parse("--admin-principal", absl::GetFlag(FLAGS_admin_principal), issuers);
+  if (!admin_principals.ok()) Die(std::string(admin_principals.status().message()));
+  auto admin_groups =
+      pgward::identity::IssuerScopedNameSet::Parse("--admin-group", absl::GetFlag(FLAGS_admin_group), issuers);
+  if (!admin_groups.ok()) Die(std::string(admin_groups.status().message()));
 
   // TLS material: the operator's, or a self-signed pair generated once in DIR/tls.
   std::string cert_path = absl::GetFlag(FLAGS_tls_cert);
@@ -114,6 +136,14 @@ int main(int argc, char** argv) {
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch()).count();
   (void)(*store)->EndAllOpenSessions(now_ms, "gateway_restart");
+  if (issuers.size() > 1) {
+    auto issuerless = (*store)->CountIssuerlessGrants();
+    if (issuerless.ok() && *issuerless > 0) {
+      pgward::Log(pgward::LogLevel::kWarn, "gateway", *issuerless,
+                  " grant(s) name no issuer and now match nobody, because several issuers are trusted; "
+                  "re-create them with --issuer (pgwardctl grant list shows ISSUER \"-\")");
+    }
+  }
 
   pgward::identity::VerifierConfig verifier_config;
   for (const auto& issuer : issuers) {
@@ -131,25 +161,29 @@ int main(int argc, char** argv) {
   absl::Status started = verifier.Start();
   if (!started.ok()) Die("OIDC set-up failed: " + std::string(started.message()));
 
-  const auto admin_principals = absl::GetFlag(FLAGS_admin_principal);
-  const auto admin_groups = absl::GetFlag(FLAGS_admin_group);
   pgward::admin::AdminKeyAuthorizer authorizer(
       admin_key, [&](std::string_view bearer) -> absl::StatusOr<std::string> {
         auto token = verifier.Verify(bearer);
         if (!token.ok()) return token.status();
-        if (Contains(admin_principals, token->principal)) return token->principal;
+        // The admin identity for logs and created_by names its issuer when several are trusted.
+        const std::string who = pgward::identity::FormatIssuerScopedName(token->issuer, token->principal, issuers);
+        if (admin_principals->Contains(token->issuer, token->principal)) return who;
         for (const auto& group : token->groups) {
-          if (Contains(admin_groups, group)) return token->principal;
+          if (admin_groups->Contains(token->issuer, group)) return who;
         }
         return absl::PermissionDeniedError("principal is not an administrator");
       });
 
   pgward::gateway::AgentRegistry registry;
   pgward::gateway::AuditWriter audit(**store);
-  pgward::gateway::SessionBroker broker(**store, *secrets, registry,
-                                        std::chrono::milliseconds(absl::GetFlag(FLAGS_session_open_timeout_ms)));
+  pgward::gateway::BrokerOptions broker_options;
+  broker_options.open_timeout = std::chrono::milliseconds(absl::GetFlag(FLAGS_session_open_timeout_ms));
+  broker_options.caps.per_principal = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_sessions_per_principal));
+  broker_options.caps.per_connection = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_sessions_per_connection));
+  broker_options.issuerless_grants_issuer = issuers.size() == 1 ? issuers.front() : std::string();
+  pgward::gateway::SessionBroker broker(**store, *secrets, registry, broker_options);
   pgward::gateway::AgentServiceImpl agent_service(**store, registry, audit, broker, 10000);
-  pgward::admin::AdminServiceImpl admin_service(**store, *secrets, authorizer, broker);
+  pgward::admin::AdminServiceImpl admin_service(**store, *secrets, authorizer, broker, issuers);
 
   grpc::SslServerCredentialsOptions ssl;
   ssl.pem_key_cert_pairs.push_back({key_pem, cert_pem});
@@ -158,7 +192,7 @@ int main(int argc, char** argv) {
   builder.AddListeningPort(absl::GetFlag(FLAGS_grpc_listen), grpc::SslServerCredentials(ssl), &grpc_port);
   builder.RegisterService(&agent_service);
   builder.RegisterService(&admin_service);
-  builder.SetMaxReceiveMessageSize(64 << 20);
+  builder.SetMaxReceiveMessageSize(kMaxGrpcReceiveBytes);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);

@@ -20,6 +20,21 @@ const char* LevelName(LogLevel level) {
   }
   return "?";
 }
+// Control characters in a message (a caller's dbname, a peer's text) could start a forged log
+// line or drive a terminal; they are written as \xNN so every event stays one honest line.
+void AppendEscaped(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 0xf];
+    } else {
+      out += c;
+    }
+  }
+}
 }  // namespace
 
 std::optional<LogLevel> ParseLogLevel(std::string_view name) {
@@ -44,7 +59,10 @@ void LogLine(LogLevel level, std::string_view component, std::string_view messag
   char stamp[32];
   std::strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
   std::string line = absl::StrCat(stamp, ".", absl::Dec(millis, absl::kZeroPad3), "Z ",
-                                  LevelName(level), " ", AbslView(component), ": ", AbslView(message), "\n");
+                                  LevelName(level), " ", AbslView(component), ": ");
+  line.reserve(line.size() + message.size() + 1);
+  AppendEscaped(line, message);
+  line += '\n';
   // One write keeps concurrent lines whole; a short write to stderr is not worth retrying.
   [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, line.data(), line.size());
 }

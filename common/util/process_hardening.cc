@@ -1,4 +1,4 @@
-// No core dumps, no same-user ptrace: see process_hardening.h.
+// Process-wide hardening: see process_hardening.h.
 #include "common/util/process_hardening.h"
 
 #include <sys/prctl.h>
@@ -12,12 +12,15 @@
 namespace pgward {
 
 void HardenProcess() {
-  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
-    Log(LogLevel::kWarn, "process", "prctl(PR_SET_DUMPABLE, 0) failed: ", std::strerror(errno));
-  }
+  // Both soft and hard limit: a later setrlimit in this process cannot raise it again.
   const struct rlimit no_core = {0, 0};
   if (::setrlimit(RLIMIT_CORE, &no_core) != 0) {
-    Log(LogLevel::kWarn, "process", "setrlimit(RLIMIT_CORE, 0) failed: ", std::strerror(errno));
+    Log(LogLevel::kWarn, "process", "cannot disable core dumps: ", std::strerror(errno));
+  }
+  // prctl(2): with "dumpable" 0 no core is written even if a limit is raised from outside,
+  // and ptrace attach needs CAP_SYS_PTRACE.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+    Log(LogLevel::kWarn, "process", "cannot mark the process non-dumpable: ", std::strerror(errno));
   }
 }
 

@@ -28,6 +28,8 @@ class LiveDirectory {
   virtual absl::Status KillSession(const std::string& session_id) = 0;
   // A grant was deleted: live sessions no grant covers any more end (57P01).
   virtual void GrantsChanged() {}
+  // An agent was deleted: its streams close at once and its live sessions end (57P01).
+  virtual void AgentDeleted(const std::string& agent) { (void)agent; }
 };
 
 }  // namespace pgward::admin

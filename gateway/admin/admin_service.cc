@@ -47,6 +47,21 @@ void CopyField(absl::string_view field, const pgward::v1::Connection& from, pgwa
   if (field == "ca_file") to.set_ca_file(from.ca_file());
 }
 
+// Moves rows (newest first) into the response until the next would take it past
+// kMaxListResponseBytes. False if some were left out. Each row costs its size plus a few bytes
+// of field tag and length.
+template <typename Row>
+bool AppendBounded(std::vector<Row>& rows, google::protobuf::RepeatedPtrField<Row>& out) {
+  size_t total = 0;
+  for (Row& row : rows) {
+    const size_t cost = row.ByteSizeLong() + 8;
+    if (total + cost > AdminServiceImpl::kMaxListResponseBytes) return false;
+    total += cost;
+    *out.Add() = std::move(row);
+  }
+  return true;
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> AdminServiceImpl::AuthorizeCall(const grpc::CallbackServerContext& ctx) {
@@ -116,6 +131,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DeleteAgent(grpc::CallbackServerCont
     if (absl::Status s = ValidateName("agent", req->name()); !s.ok()) return s;
     if (absl::Status s = store_.DeleteAgent(req->name()); !s.ok()) return s;
     Log(LogLevel::kInfo, "admin", admin, " deleted agent ", req->name());
+    // Its token is gone from the store; what it has open goes too: the control stream (no more
+    // grants, no more events) and its live sessions (57P01).
+    live_.AgentDeleted(req->name());
     return absl::OkStatus();
   });
 }
@@ -253,13 +271,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateGrant(grpc::CallbackServerCont
   return Serve(ctx, "CreateGrant", [&](const std::string& admin) -> absl::Status {
     pgward::v1::Grant g = req->grant();
     if (absl::Status s = ValidateGrant(g, NowUnixMs()); !s.ok()) return s;
+    if (absl::Status s = ResolveGrantIssuer(g, trusted_issuers_); !s.ok()) return s;
     g.set_created_by(admin);
     g.mutable_policy()->set_grant_id("");  // filled per session from the grant's id
     absl::StatusOr<pgward::v1::Grant> created = store_.CreateGrant(std::move(g));
     if (!created.ok()) return created.status();
     *resp = *std::move(created);
     Log(LogLevel::kInfo, "admin", admin, " created grant ", resp->id(), " on ", resp->connection(), " for ",
-        resp->principal().empty() ? absl::StrCat("group ", resp->group()) : resp->principal());
+        resp->principal().empty() ? absl::StrCat("group ", resp->group()) : resp->principal(), " of ",
+        resp->issuer());
     return absl::OkStatus();
   });
 }
@@ -295,7 +315,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListSessions(grpc::CallbackServerCon
   return Serve(ctx, "ListSessions", [&](const std::string&) -> absl::Status {
     absl::StatusOr<std::vector<pgward::v1::SessionRecord>> sessions = store_.ListSessions(*req);
     if (!sessions.ok()) return sessions.status();
-    for (pgward::v1::SessionRecord& s : *sessions) *resp->add_sessions() = std::move(s);
+    resp->set_truncated(!AppendBounded(*sessions, *resp->mutable_sessions()));
     return absl::OkStatus();
   });
 }
@@ -319,7 +339,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListAudit(grpc::CallbackServerContex
   return Serve(ctx, "ListAudit", [&](const std::string&) -> absl::Status {
     absl::StatusOr<std::vector<pgward::v1::AuditRow>> rows = store_.ListAudit(*req);
     if (!rows.ok()) return rows.status();
-    for (pgward::v1::AuditRow& r : *rows) *resp->add_rows() = std::move(r);
+    resp->set_truncated(!AppendBounded(*rows, *resp->mutable_rows()));
     return absl::OkStatus();
   });
 }

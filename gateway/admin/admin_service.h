@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -16,10 +17,17 @@ namespace pgward::admin {
 
 class AdminServiceImpl : public pgward::v1::AdminService::CallbackService {
  public:
+  // Responses that list rows stay under this many bytes: below gRPC's default 4 MiB receive
+  // limit, so pgwardctl and any other client can always read them. A response cut short says
+  // so (`truncated`).
+  static constexpr size_t kMaxListResponseBytes = size_t{3} << 20;
+
   // All references must outlive the service. `secrets` seals gateway: passwords.
+  // `trusted_issuers` are the gateway's --oidc-issuer values (grants are issuer-scoped).
   AdminServiceImpl(store::Store& store, const crypto::SecretBox& secrets, AdminAuthorizer& authorizer,
-                   LiveDirectory& live)
-      : store_(store), secrets_(secrets), authorizer_(authorizer), live_(live) {}
+                   LiveDirectory& live, std::vector<std::string> trusted_issuers)
+      : store_(store), secrets_(secrets), authorizer_(authorizer), live_(live),
+        trusted_issuers_(std::move(trusted_issuers)) {}
 
   grpc::ServerUnaryReactor* CreateAgent(grpc::CallbackServerContext* ctx, const pgward::v1::CreateAgentRequest* req,
                                         pgward::v1::CreateAgentResponse* resp) override;
@@ -73,6 +81,7 @@ class AdminServiceImpl : public pgward::v1::AdminService::CallbackService {
   const crypto::SecretBox& secrets_;
   AdminAuthorizer& authorizer_;
   LiveDirectory& live_;
+  const std::vector<std::string> trusted_issuers_;
 };
 
 }  // namespace pgward::admin

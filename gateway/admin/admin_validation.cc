@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "gateway/identity/identity_name.h"
 
 namespace pgward::admin {
 namespace {
@@ -21,6 +22,7 @@ constexpr std::array<absl::string_view, 4> kSslModes = {"disable", "prefer", "re
 constexpr size_t kMaxIdentifier = 63;
 constexpr size_t kMaxHost = 253;  // a DNS name (RFC 1035 section 2.3.4)
 constexpr size_t kMaxText = 1024;
+constexpr uint32_t kMaxSessionsPerGrant = 100000;
 
 bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -108,11 +110,13 @@ bool IsStatementClass(absl::string_view name) {
 
 absl::Status ValidateGrant(const pgward::v1::Grant& g, int64_t now_unix_ms) {
   if (g.principal().empty() == g.group().empty()) return Invalid("a grant names exactly one of principal or group");
-  if (!g.principal().empty()) {
-    if (absl::Status s = ValidateText("principal", g.principal(), kMaxText); !s.ok()) return s;
-  } else if (absl::Status s = ValidateText("group", g.group(), kMaxText); !s.ok()) {
-    return s;
-  }
+  const bool by_principal = !g.principal().empty();
+  const absl::string_view kind = by_principal ? "principal" : "group";
+  const std::string& who = by_principal ? g.principal() : g.group();
+  if (absl::Status s = ValidateText(kind, who, kMaxText); !s.ok()) return s;
+  // The same rule the gateway applies to names in tokens: a grant for a name no token can
+  // carry would be dead weight, or worse, look like it covers someone.
+  if (absl::Status s = identity::CheckIdentityName(who); !s.ok()) return Invalid(absl::StrCat(kind, " ", s.message()));
   if (!g.issuer().empty()) {
     if (absl::Status s = ValidateText("issuer", g.issuer(), kMaxText); !s.ok()) return s;
     if (!absl::StartsWith(g.issuer(), "https://") && !absl::StartsWith(g.issuer(), "http://")) {
@@ -140,6 +144,26 @@ absl::Status ValidateGrant(const pgward::v1::Grant& g, int64_t now_unix_ms) {
   }
   if (g.expires_unix_ms() < 0 || (g.expires_unix_ms() != 0 && g.expires_unix_ms() <= now_unix_ms)) {
     return Invalid("expiry must be in the future");
+  }
+  if (p.limits().max_sessions() > kMaxSessionsPerGrant) {
+    return Invalid(absl::StrCat("max sessions must be at most ", kMaxSessionsPerGrant));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ResolveGrantIssuer(pgward::v1::Grant& g, const std::vector<std::string>& trusted_issuers) {
+  if (g.issuer().empty()) {
+    if (trusted_issuers.size() == 1) {
+      g.set_issuer(trusted_issuers.front());
+      return absl::OkStatus();
+    }
+    return Invalid(absl::StrCat("the gateway trusts ", trusted_issuers.size(),
+                                " issuers; name the principal's or group's issuer with --issuer (one of: ",
+                                absl::StrJoin(trusted_issuers, ", "), ")"));
+  }
+  if (std::find(trusted_issuers.begin(), trusted_issuers.end(), g.issuer()) == trusted_issuers.end()) {
+    return Invalid(absl::StrCat("issuer \"", g.issuer().substr(0, 200), "\" is not trusted by the gateway (trusted: ",
+                                absl::StrJoin(trusted_issuers, ", "), ")"));
   }
   return absl::OkStatus();
 }

@@ -3,6 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
+#include <vector>
+
 #include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
@@ -21,8 +24,13 @@ bool IsGatewayPasswordRef(absl::string_view ref);
 absl::Status ValidateConnection(const pgward::v1::Connection& c);
 // read, write, ddl, transaction, session, copy_in, copy_out, privilege, maintenance, procedure.
 bool IsStatementClass(absl::string_view name);
-// Exactly one of principal/group; mode set; statement classes valid iff
-// MODE_STATEMENT_CLASSES; expiry (if any) after now.
+// Exactly one of principal/group, a name a token could carry (identity_name.h); mode set;
+// statement classes valid iff MODE_STATEMENT_CLASSES; expiry (if any) after now; max_sessions
+// at most 100000.
 absl::Status ValidateGrant(const pgward::v1::Grant& g, int64_t now_unix_ms);
+// Principals are (issuer, name) (contract section 2). With one trusted issuer a grant without
+// one gets it; with several the grant must name one. Either way it must be trusted.
+// INVALID_ARGUMENT says which issuers are trusted.
+absl::Status ResolveGrantIssuer(pgward::v1::Grant& g, const std::vector<std::string>& trusted_issuers);
 
 }  // namespace pgward::admin

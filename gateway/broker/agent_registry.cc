@@ -1,20 +1,33 @@
+// The registry of connected agents: see agent_registry.h.
 #include "gateway/broker/agent_registry.h"
 
+#include "absl/strings/str_cat.h"
+#include "common/crypto/token_hash.h"
 #include "common/util/log.h"
 #include "gateway/broker/control_stream.h"
 
 namespace pgward::gateway {
 
-void AgentRegistry::Register(ControlStream* stream) {
+absl::Status AgentRegistry::Register(ControlStream* stream) {
   // The older stream is ended under the lock: its OnDone must Unregister (and wait for this
   // lock) before it can delete itself.
   absl::MutexLock lock(&mu_);
   auto [it, inserted] = streams_.try_emplace(stream->agent(), stream);
-  if (inserted || it->second == stream) return;
-  ControlStream* replaced = it->second;
+  if (inserted || it->second == stream) return absl::OkStatus();
+  ControlStream* current = it->second;
+  const bool same_process = current->boot_id() == stream->boot_id();
+  if (!same_process && !current->Finishing()) {
+    Log(LogLevel::kWarn, "agents", "refused a second connection of agent ", stream->agent(), " from ",
+        stream->peer(), ": the agent is connected from ", current->peer(),
+        " (another process with the same token; if the agent was moved, stop the old process)");
+    return absl::AlreadyExistsError(absl::StrCat(
+        "agent ", stream->agent(), " is already connected from another process; only one may be connected at a time"));
+  }
   it->second = stream;
-  Log(LogLevel::kWarn, "agents", "agent ", stream->agent(), " reconnected; ending its older stream");
-  replaced->End(grpc::Status(grpc::StatusCode::ABORTED, "replaced by a newer connection of this agent"));
+  Log(LogLevel::kWarn, "agents", "agent ", stream->agent(), " reconnected from ", stream->peer(),
+      "; ending its older stream");
+  current->End(grpc::Status(grpc::StatusCode::ABORTED, "replaced by a newer connection of this agent"));
+  return absl::OkStatus();
 }
 
 void AgentRegistry::Unregister(ControlStream* stream) {
@@ -42,9 +55,19 @@ bool AgentRegistry::Send(const std::string& agent, pgward::v1::GatewayMessage me
   return it->second->Send(std::move(message));
 }
 
-}  // namespace pgward::gateway
-
-namespace pgward::gateway {
+bool AgentRegistry::SendGrant(const std::string& agent, const std::string& credential,
+                              pgward::v1::GatewayMessage message) {
+  absl::MutexLock lock(&mu_);
+  auto it = streams_.find(agent);
+  if (it == streams_.end()) return false;
+  if (!crypto::ConstantTimeEquals(it->second->credential(), credential)) {
+    Log(LogLevel::kWarn, "agents", "agent ", agent, " from ", it->second->peer(),
+        " holds a token that is no longer the agent's; ending its stream instead of sending it a grant");
+    it->second->End(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this agent's token is no longer valid"));
+    return false;
+  }
+  return it->second->Send(std::move(message));
+}
 
 void AgentRegistry::End(const std::string& agent, grpc::Status status) {
   absl::MutexLock lock(&mu_);

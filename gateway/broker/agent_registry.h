@@ -7,6 +7,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "pgward/v1/agent.pb.h"
 
@@ -16,14 +17,21 @@ class ControlStream;
 
 class AgentRegistry {
  public:
-  // A newer stream of the same agent replaces the older one, which is ended.
-  void Register(ControlStream* stream);
+  // One stream per agent name. While a stream is connected, another process with the same
+  // name and token is refused (ALREADY_EXISTS) and logged; the first keeps working. A stream
+  // of the same agent process (same boot id: it lost its connection and the gateway has not
+  // noticed yet) replaces the older one, as does any stream once the older one is finishing.
+  absl::Status Register(ControlStream* stream);
   void Unregister(ControlStream* stream);
   bool Online(const std::string& agent);
   uint32_t ActiveSessions(const std::string& agent);
   // False when the agent is offline or its stream refused the message.
   bool Send(const std::string& agent, pgward::v1::GatewayMessage message);
-  // Ends the agent's current stream (it reconnects).
+  // Like Send, for messages that carry secrets (session grants): only to a stream that
+  // authenticated with `credential`, the agent's current token hash. A stream holding an
+  // older credential (its agent was deleted, maybe re-created) is ended instead.
+  bool SendGrant(const std::string& agent, const std::string& credential, pgward::v1::GatewayMessage message);
+  // Ends the agent's current stream.
   void End(const std::string& agent, grpc::Status status);
 
  private:

@@ -1,6 +1,7 @@
 #include "gateway/broker/agent_service.h"
 
 #include "absl/strings/match.h"
+#include "common/crypto/token_hash.h"
 #include "common/util/log.h"
 #include "gateway/broker/control_stream.h"
 #include "gateway/broker/session_stream.h"
@@ -25,18 +26,22 @@ std::string Metadata(grpc::CallbackServerContext* context, const char* key) {
 
 }  // namespace
 
-absl::StatusOr<std::string> AgentServiceImpl::Authenticate(grpc::CallbackServerContext* context) {
+absl::StatusOr<AgentServiceImpl::AuthenticatedAgent> AgentServiceImpl::Authenticate(
+    grpc::CallbackServerContext* context) {
   std::string name = Metadata(context, "x-pgward-agent");
   std::string authorization = Metadata(context, "authorization");
   if (name.empty() || !absl::StartsWith(authorization, "Bearer ")) {
     return absl::UnauthenticatedError("agent name and bearer token required");
   }
-  absl::Status status = store_.AuthenticateAgent(name, authorization.substr(7));
+  // Agent names are at most 63 bytes (admin_validation.h): a longer one is no agent of ours.
+  if (name.size() > 63) return absl::UnauthenticatedError("unknown agent or wrong token");
+  const std::string token = authorization.substr(7);
+  absl::Status status = store_.AuthenticateAgent(name, token);
   if (!status.ok()) {
     Log(LogLevel::kWarn, "agents", "refused agent \"", name, "\" from ", context->peer(), ": ", status.message());
     return absl::UnauthenticatedError("unknown agent or wrong token");
   }
-  return name;
+  return AuthenticatedAgent{std::move(name), crypto::HashToken(token)};
 }
 
 grpc::ServerBidiReactor<pgward::v1::AgentMessage, pgward::v1::GatewayMessage>* AgentServiceImpl::Control(
@@ -46,7 +51,8 @@ grpc::ServerBidiReactor<pgward::v1::AgentMessage, pgward::v1::GatewayMessage>* A
     return new RejectedStream<pgward::v1::AgentMessage, pgward::v1::GatewayMessage>(
         grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(agent.status().message())));
   }
-  return new ControlStream(context, *agent, context->peer(), registry_, audit_, store_, heartbeat_interval_ms_);
+  return new ControlStream(context, agent->name, agent->credential, context->peer(), registry_, audit_, store_,
+                           heartbeat_interval_ms_);
 }
 
 grpc::ServerBidiReactor<pgward::v1::SessionFrame, pgward::v1::SessionFrame>* AgentServiceImpl::Session(
@@ -56,7 +62,7 @@ grpc::ServerBidiReactor<pgward::v1::SessionFrame, pgward::v1::SessionFrame>* Age
     return new RejectedStream<pgward::v1::SessionFrame, pgward::v1::SessionFrame>(
         grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(agent.status().message())));
   }
-  return new SessionStream(context, broker_, *agent);
+  return new SessionStream(context, broker_, agent->name);
 }
 
 }  // namespace pgward::gateway

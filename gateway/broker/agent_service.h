@@ -24,8 +24,14 @@ class AgentServiceImpl : public pgward::v1::AgentService::CallbackService {
       grpc::CallbackServerContext* context) override;
 
  private:
-  // The agent name from x-pgward-agent once its bearer token checks out.
-  absl::StatusOr<std::string> Authenticate(grpc::CallbackServerContext* context);
+  struct AuthenticatedAgent {
+    std::string name;
+    std::string credential;  // crypto::HashToken of the token it presented
+  };
+  // The agent named by x-pgward-agent once its bearer token checks out. Every stream, Control
+  // and Session alike, is authenticated when it opens; a deleted agent's open streams are
+  // ended by SessionBroker::AgentDeleted.
+  absl::StatusOr<AuthenticatedAgent> Authenticate(grpc::CallbackServerContext* context);
 
   store::Store& store_;
   AgentRegistry& registry_;

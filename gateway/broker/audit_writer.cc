@@ -1,10 +1,13 @@
+// The audit writer thread: see audit_writer.h.
 #include "gateway/broker/audit_writer.h"
 
+#include "absl/strings/str_cat.h"
 #include "common/util/log.h"
 
 namespace pgward::gateway {
 
-AuditWriter::AuditWriter(store::Store& store) : store_(store), thread_([this] { Loop(); }) {}
+AuditWriter::AuditWriter(store::Store& store, AuditQueueLimits limits)
+    : store_(store), limits_(limits), thread_([this] { Loop(); }) {}
 
 AuditWriter::~AuditWriter() {
   {
@@ -14,11 +17,25 @@ AuditWriter::~AuditWriter() {
   thread_.join();
 }
 
-void AuditWriter::Submit(std::string agent, std::string boot_id,
-                         std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> events, Done done) {
+bool AuditWriter::OverLimitsLocked() const {
+  return queued_events_ >= limits_.max_events || queued_bytes_ >= limits_.max_bytes;
+}
+
+bool AuditWriter::Submit(std::string agent, std::string boot_id, AgentEvents events, Done done,
+                         std::function<void()> resume) {
+  size_t bytes = 0;
+  for (const auto& [seq, e] : events.statements) bytes += e.ByteSizeLong();
+  for (const auto& [seq, e] : events.session_ends) bytes += e.ByteSizeLong();
+  const size_t count = events.statements.size() + events.session_ends.size();
   absl::MutexLock lock(&mu_);
   uint64_t generation = boots_[agent + "/" + boot_id].generation;
-  queue_.push_back(Batch{std::move(agent), std::move(boot_id), generation, std::move(events), std::move(done)});
+  queue_.push_back(Batch{std::move(agent), std::move(boot_id), generation, std::move(events), count, bytes,
+                         std::move(done)});
+  queued_events_ += count;
+  queued_bytes_ += bytes;
+  if (!OverLimitsLocked() || !resume) return true;
+  paused_readers_.push_back(std::move(resume));
+  return false;
 }
 
 void AuditWriter::StartStream(const std::string& agent, const std::string& boot_id) {
@@ -26,6 +43,56 @@ void AuditWriter::StartStream(const std::string& agent, const std::string& boot_
   BootState& boot = boots_[agent + "/" + boot_id];
   ++boot.generation;
   boot.failed = false;
+}
+
+size_t AuditWriter::queued_events() {
+  absl::MutexLock lock(&mu_);
+  return queued_events_;
+}
+
+size_t AuditWriter::queued_bytes() {
+  absl::MutexLock lock(&mu_);
+  return queued_bytes_;
+}
+
+void AuditWriter::RecordRefused(const std::string& agent,
+                                const std::vector<std::pair<uint64_t, std::string>>& refused) {
+  if (refused.empty()) return;
+  refused_total_ += refused.size();
+  uint64_t from_agent;
+  {
+    absl::MutexLock lock(&mu_);
+    from_agent = refused_by_agent_[agent] += refused.size();
+  }
+  std::string sessions;
+  for (size_t i = 0; i < refused.size() && i < 3; ++i) {
+    absl::StrAppend(&sessions, i == 0 ? "" : ", ", "\"", refused[i].second, "\" (seq ", refused[i].first, ")");
+  }
+  if (refused.size() > 3) absl::StrAppend(&sessions, " and ", refused.size() - 3, " more");
+  Log(LogLevel::kWarn, "audit", "refused ", refused.size(), " event(s) from agent ", agent,
+      " for sessions the gateway did not give it: ", sessions, "; refused from this agent so far: ", from_agent,
+      ", from all agents: ", refused_total_.load());
+}
+
+bool AuditWriter::Write(Batch& batch) {
+  absl::StatusOr<store::Store::InsertedEvents> inserted =
+      store_.InsertStatementEvents(batch.agent, batch.boot_id, batch.events.statements);
+  if (!inserted.ok()) {
+    // Not acked: the agent keeps the events and sends them again on its next stream.
+    Log(LogLevel::kError, "audit", "storing ", batch.events.statements.size(), " events from agent ", batch.agent,
+        " failed: ", inserted.status().message());
+    return false;
+  }
+  std::vector<std::pair<uint64_t, std::string>> refused = std::move(inserted->refused);
+  // The gateway records a session's end itself; an agent's SessionEnded is checked so that
+  // one agent cannot speak for another's sessions. No row means the session never opened
+  // (its upstream login failed): nothing to check.
+  for (const auto& [seq, ended] : batch.events.session_ends) {
+    absl::StatusOr<std::string> owner = store_.SessionAgent(ended.session_id());
+    if (owner.ok() && *owner != batch.agent) refused.emplace_back(seq, ended.session_id());
+  }
+  RecordRefused(batch.agent, refused);
+  return true;
 }
 
 void AuditWriter::Loop() {
@@ -46,16 +113,20 @@ void AuditWriter::Loop() {
         const BootState& boot = boots_[key];
         skip = boot.failed || boot.generation != batch.generation;
       }
-      absl::Status status = skip ? absl::AbortedError("an earlier batch of this stream was not stored")
-                                 : store_.InsertStatementEvents(batch.agent, batch.boot_id, batch.events);
-      if (!status.ok() && !skip) {
-        // Not acked: the agent keeps the events and sends them again on its next stream.
-        Log(LogLevel::kError, "audit", "storing ", batch.events.size(), " events from agent ", batch.agent,
-            " failed: ", status.message());
+      const bool stored = !skip && Write(batch);
+      std::vector<std::function<void()>> resume;
+      {
         absl::MutexLock lock(&mu_);
-        boots_[key].failed = true;
+        if (!stored && !skip) boots_[key].failed = true;
+        queued_events_ -= batch.event_count;
+        queued_bytes_ -= batch.bytes;
+        // Half the limits: a paused agent gets room for more than one batch when it resumes.
+        if (queued_events_ <= limits_.max_events / 2 && queued_bytes_ <= limits_.max_bytes / 2) {
+          resume.swap(paused_readers_);
+        }
       }
-      batch.done(status.ok());
+      batch.done(stored);
+      for (auto& reader : resume) reader();
     }
   }
 }

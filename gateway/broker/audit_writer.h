@@ -1,7 +1,8 @@
 // Persists agents' statement events on one background thread, then lets the stream ack them.
 #pragma once
 
-#include <condition_variable>
+#include <atomic>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <string>
@@ -17,34 +18,75 @@
 
 namespace pgward::gateway {
 
+// One EventBatch of one agent, split by kind.
+struct AgentEvents {
+  std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> statements;
+  std::vector<std::pair<uint64_t, pgward::v1::SessionEnded>> session_ends;
+};
+
+// How much may wait for the store. Past either bound the agents' streams stop being read
+// (Submit returns false), so HTTP/2 flow control holds events in the agents, which keep them
+// until acked: nothing is dropped, and gateway memory stays bounded by these limits plus one
+// batch per agent stream.
+struct AuditQueueLimits {
+  size_t max_events = 50000;
+  size_t max_bytes = size_t{64} << 20;
+};
+
 // SQLite has one writer; doing the writes here keeps gRPC reactions short, and batching
 // everything queued into one transaction keeps up with tens of thousands of statements/s.
 class AuditWriter {
  public:
   using Done = std::function<void(bool stored)>;
-  explicit AuditWriter(store::Store& store);
+  explicit AuditWriter(store::Store& store, AuditQueueLimits limits = {});
   ~AuditWriter();
 
-  void Submit(std::string agent, std::string boot_id,
-              std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> events, Done done);
+  // Queues one batch; `done` runs on the writer thread once it is handled: true when every
+  // event is stored, already stored, or refused because it names a session the gateway did not
+  // broker to `agent` (refusals are logged and counted, and acked so the agent moves on);
+  // false when the store failed (then nothing is acked). Returns true when the caller may read
+  // its next batch now; false when the queue is over its limits: `resume` then runs on the
+  // writer thread once the queue has drained to half of them.
+  bool Submit(std::string agent, std::string boot_id, AgentEvents events, Done done,
+              std::function<void()> resume = nullptr);
   // A new control stream (hello) for this agent boot: batches submitted before it are
   // dropped unacknowledged, and a failed write no longer blocks the boot. The agent resends
   // everything unacknowledged on its new stream, in order.
   void StartStream(const std::string& agent, const std::string& boot_id);
+
+  // Events refused since start because they named another agent's (or no) session.
+  uint64_t refused_events() const { return refused_total_.load(); }
+  // What waits for the store right now.
+  size_t queued_events();
+  size_t queued_bytes();
 
  private:
   struct Batch {
     std::string agent;
     std::string boot_id;
     uint64_t generation = 0;
-    std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> events;
+    AgentEvents events;
+    size_t event_count = 0;
+    size_t bytes = 0;
     Done done;
   };
   void Loop();
+  // Stores one batch; false if the store failed.
+  bool Write(Batch& batch);
+  // Logs and counts events refused for naming sessions that are not the agent's.
+  void RecordRefused(const std::string& agent, const std::vector<std::pair<uint64_t, std::string>>& refused);
+  bool OverLimitsLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   store::Store& store_;
+  const AuditQueueLimits limits_;
+  std::atomic<uint64_t> refused_total_{0};
   absl::Mutex mu_;
   std::deque<Batch> queue_ ABSL_GUARDED_BY(mu_);
+  // Queued plus being written: what the writer holds in memory.
+  size_t queued_events_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::function<void()>> paused_readers_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, uint64_t> refused_by_agent_ ABSL_GUARDED_BY(mu_);
   // Per "agent/boot": the current stream generation, and whether a write failed in it. After
   // a failure nothing later in that generation is stored or acked, so an ack can never cover
   // an event that was not stored.

@@ -1,10 +1,13 @@
+// One agent's Control stream on the gateway: see control_stream.h.
 #include "gateway/broker/control_stream.h"
 
 #include <chrono>
 
+#include "common/crypto/token_hash.h"
 #include "common/util/log.h"
 #include "gateway/broker/agent_registry.h"
 #include "gateway/broker/audit_writer.h"
+#include "gateway/broker/event_bounds.h"
 #include "gateway/store/store.h"
 
 namespace pgward::gateway {
@@ -16,17 +19,30 @@ int64_t NowMillis() {
 }
 }  // namespace
 
-ControlStream::ControlStream(grpc::CallbackServerContext* context, std::string agent, std::string peer,
-                             AgentRegistry& registry, AuditWriter& audit, store::Store& store,
+ControlStream::ControlStream(grpc::CallbackServerContext* context, std::string agent, std::string credential,
+                             std::string peer, AgentRegistry& registry, AuditWriter& audit, store::Store& store,
                              uint32_t heartbeat_interval_ms)
     : context_(context),
       agent_(std::move(agent)),
+      credential_(std::move(credential)),
       peer_(std::move(peer)),
       registry_(registry),
       audit_(audit),
       store_(store),
-      heartbeat_interval_ms_(heartbeat_interval_ms) {
+      heartbeat_interval_ms_(heartbeat_interval_ms),
+      read_gate_(std::make_shared<ReadGate>()) {
+  {
+    absl::MutexLock lock(&read_gate_->mu);
+    read_gate_->stream = this;
+  }
   StartRead(&incoming_);
+}
+
+void ControlStream::ResumeReading() {
+  // Under mu_: Finish cannot happen meanwhile, so the read starts on a live call, and gRPC
+  // delays OnDone until it completes. A finishing stream needs no more reads.
+  absl::MutexLock lock(&mu_);
+  if (!finished_) StartRead(&incoming_);
 }
 
 bool ControlStream::Send(pgward::v1::GatewayMessage message) {
@@ -45,6 +61,11 @@ bool ControlStream::Send(pgward::v1::GatewayMessage message) {
 void ControlStream::End(grpc::Status status) {
   absl::MutexLock lock(&mu_);
   FinishLocked(std::move(status));
+}
+
+bool ControlStream::Finishing() {
+  absl::MutexLock lock(&mu_);
+  return finished_;
 }
 
 void ControlStream::WriteNextLocked() {
@@ -71,71 +92,155 @@ void ControlStream::OnWriteDone(bool ok) {
   WriteNextLocked();
 }
 
+bool ControlStream::OnHello(const pgward::v1::Hello& hello) {
+  if (registered_) {
+    End(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "hello sent twice on one stream"));
+    return false;
+  }
+  if (hello.agent_name() != agent_) {
+    Log(LogLevel::kWarn, "agents", "agent ", agent_, " from ", peer_, " sent a hello naming another agent; refused");
+    End(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "hello names a different agent"));
+    return false;
+  }
+  if (hello.boot_id().empty() || hello.boot_id().size() > kMaxShortFieldBytes) {
+    End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "hello needs a boot id of at most 256 bytes"));
+    return false;
+  }
+  // The token was checked when the stream opened; the agent may have been deleted (or
+  // re-created with a new token) since.
+  if (!CredentialCurrent()) {
+    End(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this agent's token is no longer valid"));
+    return false;
+  }
+  boot_id_ = hello.boot_id();
+  version_ = hello.version();
+  TruncateUtf8(version_, kMaxShortFieldBytes);
+  // One process per agent: a second one presenting the same name and token is refused while
+  // the first is connected (a stolen token must not take the agent's sessions over).
+  if (absl::Status registered = registry_.Register(this); !registered.ok()) {
+    End(grpc::Status(grpc::StatusCode::ALREADY_EXISTS, std::string(registered.message())));
+    return false;
+  }
+  registered_ = true;
+  audit_.StartStream(agent_, boot_id_);
+  (void)store_.TouchAgent(agent_, NowMillis(), version_, peer_);
+  Log(LogLevel::kInfo, "agents", "agent ", agent_, " online from ", peer_, " (version ", version_, ")");
+  pgward::v1::GatewayMessage welcome;
+  welcome.mutable_welcome()->set_heartbeat_interval_ms(heartbeat_interval_ms_);
+  Send(std::move(welcome));
+  return true;
+}
+
+bool ControlStream::CredentialCurrent() {
+  absl::StatusOr<std::string> current = store_.AgentTokenHash(agent_);
+  // A store error is not proof of anything: keep the stream, the next heartbeat checks again.
+  if (!current.ok() && !absl::IsNotFound(current.status())) return true;
+  if (current.ok() && crypto::ConstantTimeEquals(*current, credential_)) return true;
+  Log(LogLevel::kWarn, "agents", "agent ", agent_, " from ", peer_,
+      " presented a token that is no longer the agent's (deleted or re-created); ending its stream");
+  return false;
+}
+
+bool ControlStream::OnHeartbeat(const pgward::v1::Heartbeat& heartbeat) {
+  active_sessions_ = heartbeat.active_sessions();
+  // Deleting an agent ends its stream at once; this catches a stream that raced the delete.
+  if (!CredentialCurrent()) {
+    End(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this agent's token is no longer valid"));
+    return false;
+  }
+  (void)store_.TouchAgent(agent_, NowMillis(), version_, peer_);
+  return true;
+}
+
+void ControlStream::OnEvents(pgward::v1::EventBatch& batch) {
+  AgentEvents events;
+  uint64_t max_seq = 0;
+  size_t cut = 0;
+  for (auto& event : *batch.mutable_events()) {
+    max_seq = std::max<uint64_t>(max_seq, event.seq());
+    switch (event.kind_case()) {
+      case pgward::v1::AgentEvent::kStatement:
+        cut += BoundStatementEvent(*event.mutable_statement()) ? 1 : 0;
+        events.statements.emplace_back(event.seq(), std::move(*event.mutable_statement()));
+        break;
+      case pgward::v1::AgentEvent::kSessionEnded:
+        cut += BoundSessionEnded(*event.mutable_session_ended()) ? 1 : 0;
+        events.session_ends.emplace_back(event.seq(), std::move(*event.mutable_session_ended()));
+        break;
+      case pgward::v1::AgentEvent::KIND_NOT_SET:
+        break;  // acked with the rest: an empty event carries nothing to keep
+    }
+  }
+  if (cut > 0) {
+    Log(LogLevel::kWarn, "agents", "agent ", agent_, " sent ", cut, " event(s) with fields over the bounds; cut to ",
+        kMaxStatementBytes, " bytes (statement), ", kMaxErrorBytes, " (error), ", kMaxShortFieldBytes, " (others)");
+  }
+  // The ack goes through the registry: by the time the write lands this stream may be
+  // gone, and a reconnected stream of the same agent (same boot id) should get it.
+  AgentRegistry* registry = &registry_;
+  auto done = [registry, agent = agent_, boot = boot_id_, max_seq](bool stored) {
+    if (!stored) {
+      // No ack; end the stream so the agent reconnects and resends.
+      registry->End(agent, grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                        "the gateway could not store events; resend them"));
+      return;
+    }
+    pgward::v1::GatewayMessage ack;
+    ack.mutable_ack()->set_seq(max_seq);
+    ack.mutable_ack()->set_boot_id(boot);
+    registry->Send(agent, std::move(ack));
+  };
+  // Over the writer's limits the next read waits until it drained: HTTP/2 flow control then
+  // holds the agent's events in the agent, which keeps them until they are acked.
+  const bool read_on =
+      audit_.Submit(agent_, boot_id_, std::move(events), std::move(done), [gate = read_gate_] {
+        absl::MutexLock lock(&gate->mu);
+        if (gate->stream != nullptr) gate->stream->ResumeReading();
+      });
+  if (read_on) {
+    StartRead(&incoming_);
+  } else {
+    Log(LogLevel::kInfo, "agents", "audit queue full; pausing reads from agent ", agent_, " until it drains");
+  }
+}
+
 void ControlStream::OnReadDone(bool ok) {
   if (!ok) {
     End(grpc::Status::OK);
     return;
   }
   switch (incoming_.msg_case()) {
-    case pgward::v1::AgentMessage::kHello: {
-      const auto& hello = incoming_.hello();
-      if (hello.agent_name() != agent_) {
-        End(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "hello names a different agent"));
+    case pgward::v1::AgentMessage::kHello:
+      if (!OnHello(incoming_.hello())) return;
+      break;
+    case pgward::v1::AgentMessage::kHeartbeat:
+      if (!registered_) {
+        End(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "heartbeat before hello"));
         return;
       }
-      boot_id_ = hello.boot_id();
-      version_ = hello.version();
-      audit_.StartStream(agent_, boot_id_);
-      (void)store_.TouchAgent(agent_, NowMillis(), version_, peer_);
-      registry_.Register(this);
-      registered_ = true;
-      Log(LogLevel::kInfo, "agents", "agent ", agent_, " online from ", peer_, " (version ",
-          hello.version(), ")");
-      pgward::v1::GatewayMessage welcome;
-      welcome.mutable_welcome()->set_heartbeat_interval_ms(heartbeat_interval_ms_);
-      Send(std::move(welcome));
+      if (!OnHeartbeat(incoming_.heartbeat())) return;
       break;
-    }
-    case pgward::v1::AgentMessage::kHeartbeat:
-      active_sessions_ = incoming_.heartbeat().active_sessions();
-      (void)store_.TouchAgent(agent_, NowMillis(), version_, peer_);
-      break;
-    case pgward::v1::AgentMessage::kEvents: {
+    case pgward::v1::AgentMessage::kEvents:
       if (!registered_) {
         End(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "events before hello"));
         return;
       }
-      std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> statements;
-      uint64_t max_seq = 0;
-      for (auto& event : *incoming_.mutable_events()->mutable_events()) {
-        max_seq = std::max<uint64_t>(max_seq, event.seq());
-        if (event.has_statement()) statements.emplace_back(event.seq(), std::move(*event.mutable_statement()));
-      }
-      // The ack goes through the registry: by the time the write lands this stream may be
-      // gone, and a reconnected stream of the same agent (same boot id) should get it.
-      AgentRegistry* registry = &registry_;
-      audit_.Submit(agent_, boot_id_, std::move(statements),
-                    [registry, agent = agent_, boot = boot_id_, max_seq](bool stored) {
-                      pgward::v1::GatewayMessage ack;
-                      if (!stored) {
-                        // No ack; end the stream so the agent reconnects and resends.
-                        registry->End(agent, grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                                          "the gateway could not store events; resend them"));
-                        return;
-                      }
-                      ack.mutable_ack()->set_seq(max_seq);
-                      ack.mutable_ack()->set_boot_id(boot);
-                      registry->Send(agent, std::move(ack));
-                    });
-      break;
-    }
-    default:
-      Log(LogLevel::kWarn, "agents", "agent ", agent_, " sent an unknown control message; ignored");
+      OnEvents(*incoming_.mutable_events());
+      return;  // OnEvents starts the next read
+    case pgward::v1::AgentMessage::MSG_NOT_SET:
+      // Fail closed (STYLE.md): a message we do not understand ends the stream.
+      Log(LogLevel::kWarn, "agents", "agent ", agent_, " from ", peer_, " sent an unknown control message; ending its stream");
+      End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unknown control message"));
+      return;
   }
   StartRead(&incoming_);
 }
 
 void ControlStream::OnDone() {
+  {
+    absl::MutexLock lock(&read_gate_->mu);
+    read_gate_->stream = nullptr;
+  }
   registry_.Unregister(this);
   if (registered_) Log(LogLevel::kInfo, "agents", "agent ", agent_, " offline");
   delete this;

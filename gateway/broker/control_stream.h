@@ -3,7 +3,9 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <deque>
+#include <memory>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -21,41 +23,72 @@ class Store;
 namespace pgward::gateway {
 
 // One read and one write in flight; messages from other threads (grants, cancels, acks) wait
-// in a bounded queue. The reactor deletes itself in OnDone after leaving the registry.
+// in a bounded queue. Reading pauses while the audit writer is over its queue limits
+// (backpressure to the agent). The reactor deletes itself in OnDone after leaving the
+// registry.
 class ControlStream : public grpc::ServerBidiReactor<pgward::v1::AgentMessage, pgward::v1::GatewayMessage> {
  public:
   static constexpr size_t kMaxQueuedMessages = 10000;
 
-  ControlStream(grpc::CallbackServerContext* context, std::string agent, std::string peer,
+  // `credential` is the hash of the token the stream authenticated with (crypto::HashToken):
+  // grants go only to a stream whose credential is still the agent's (AgentRegistry::SendGrant).
+  ControlStream(grpc::CallbackServerContext* context, std::string agent, std::string credential, std::string peer,
                 AgentRegistry& registry, AuditWriter& audit, store::Store& store, uint32_t heartbeat_interval_ms);
 
   const std::string& agent() const { return agent_; }
+  const std::string& credential() const { return credential_; }
+  const std::string& peer() const { return peer_; }
+  // From the agent's Hello; set before the stream registers, constant afterwards.
+  const std::string& boot_id() const { return boot_id_; }
   // False when the stream is finishing or its queue is full (the stream is then ended).
   bool Send(pgward::v1::GatewayMessage message);
-  // Ends the stream, e.g. because a newer connection of the same agent replaced it.
+  // Ends the stream, e.g. because its agent was deleted.
   void End(grpc::Status status);
+  // True once End (or a failure) finished the stream.
+  bool Finishing();
   uint32_t active_sessions() const { return active_sessions_.load(); }
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
+  // The agent went away; with reads paused (audit backpressure) nothing else would notice.
+  void OnCancel() override { End(grpc::Status::CANCELLED); }
   void OnDone() override;
 
  private:
+  // Each returns false when it ended the stream (no further read then).
+  bool OnHello(const pgward::v1::Hello& hello);
+  // True while the agent still exists with the token this stream authenticated with.
+  bool CredentialCurrent();
+  bool OnHeartbeat(const pgward::v1::Heartbeat& heartbeat);
+  // Queues the batch with the audit writer and starts the next read, at once or (when the
+  // writer's queue is full) once it has drained.
+  void OnEvents(pgward::v1::EventBatch& batch);
+  // Starts the read that OnEvents postponed, unless the stream is finishing meanwhile.
+  void ResumeReading();
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   grpc::CallbackServerContext* context_;
   const std::string agent_;
+  const std::string credential_;
   const std::string peer_;
   AgentRegistry& registry_;
   AuditWriter& audit_;
   store::Store& store_;
   const uint32_t heartbeat_interval_ms_;
-  std::string boot_id_;  // from Hello; only the read path touches these two
+  std::string boot_id_;  // from Hello; only the read path writes these two
   std::string version_;
   bool registered_ = false;
   std::atomic<uint32_t> active_sessions_{0};
   pgward::v1::AgentMessage incoming_;
+
+  // How the audit writer reaches this stream to resume reading: it may call back after the
+  // stream is gone (gRPC server reactors have no holds), so OnDone clears the pointer first.
+  struct ReadGate {
+    absl::Mutex mu;
+    ControlStream* stream ABSL_GUARDED_BY(mu) = nullptr;
+  };
+  std::shared_ptr<ReadGate> read_gate_;
 
   absl::Mutex mu_;
   std::deque<pgward::v1::GatewayMessage> queue_ ABSL_GUARDED_BY(mu_);

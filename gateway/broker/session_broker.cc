@@ -10,6 +10,7 @@
 #include "common/crypto/random.h"
 #include "common/crypto/token_hash.h"
 #include "common/util/log.h"
+#include "gateway/broker/event_bounds.h"
 
 namespace pgward::gateway {
 namespace {
@@ -78,21 +79,22 @@ pgward::v1::Policy EffectivePolicy(const std::vector<pgward::v1::Grant>& grants)
 }
 
 SessionBroker::SessionBroker(store::Store& store, const crypto::SecretBox& secrets, AgentRegistry& agents,
-                             std::chrono::milliseconds open_timeout)
-    : store_(store), secrets_(secrets), agents_(agents), open_timeout_(open_timeout) {}
+                             BrokerOptions options)
+    : store_(store), secrets_(secrets), agents_(agents), options_(std::move(options)) {}
 
-absl::StatusOr<pgward::v1::SessionGrant> SessionBroker::BuildGrant(const identity::VerifiedToken& token,
-                                                                   const std::string& connection_name,
-                                                                   const CallerInfo& caller) {
+absl::StatusOr<SessionBroker::PreparedSession> SessionBroker::Prepare(const identity::VerifiedToken& token,
+                                                                      const std::string& connection_name,
+                                                                      const CallerInfo& caller) {
   auto connection = store_.GetConnection(connection_name);
   if (!connection.ok()) {
     if (absl::IsNotFound(connection.status())) {
-      return absl::NotFoundError(absl::StrCat("connection \"", connection_name,
+      return absl::NotFoundError(absl::StrCat("connection \"", AbslView(connection_name).substr(0, 80),
                                               "\" does not exist; use dbname=<connection name>"));
     }
     return absl::UnavailableError("the gateway store is unavailable");
   }
-  auto grants = store_.FindGrants(token.issuer, token.principal, token.groups, connection_name, NowMillis());
+  auto grants = store_.FindGrants(token.issuer, token.principal, token.groups, connection_name, NowMillis(),
+                                  options_.issuerless_grants_issuer);
   if (!grants.ok()) return absl::UnavailableError("the gateway store is unavailable");
   if (grants->empty()) {
     return absl::PermissionDeniedError(absl::StrCat("principal \"", token.principal,
@@ -102,7 +104,13 @@ absl::StatusOr<pgward::v1::SessionGrant> SessionBroker::BuildGrant(const identit
     return absl::UnavailableError(absl::StrCat("the agent \"", connection->agent(), "\" serving connection \"",
                                                connection_name, "\" is offline; try again later"));
   }
-  pgward::v1::SessionGrant grant;
+  auto credential = store_.AgentTokenHash(connection->agent());
+  if (!credential.ok()) return absl::UnavailableError("the gateway store is unavailable");
+  PreparedSession prepared;
+  prepared.agent = connection->agent();
+  prepared.agent_credential = *std::move(credential);
+  prepared.principal_cap = PrincipalSessionCap(*grants, options_.caps.per_principal);
+  pgward::v1::SessionGrant& grant = prepared.grant;
   grant.set_session_id(crypto::NewSessionId());
   grant.set_principal(token.principal);
   grant.set_issuer(token.issuer);
@@ -130,79 +138,100 @@ absl::StatusOr<pgward::v1::SessionGrant> SessionBroker::BuildGrant(const identit
   *grant.mutable_policy() = EffectivePolicy(*grants);
   grant.set_deadline_unix_ms(token.expires_unix * 1000);
   grant.set_client_addr(caller.client_addr);
-  grant.set_caller_user(caller.caller_user);
-  grant.set_application_name(caller.application_name);
+  // The caller chose these (startup packet); they are recorded and shown, so they are bounded.
+  std::string caller_user = caller.caller_user;
+  std::string application_name = caller.application_name;
+  TruncateUtf8(caller_user, kMaxShortFieldBytes);
+  TruncateUtf8(application_name, kMaxShortFieldBytes);
+  grant.set_caller_user(std::move(caller_user));
+  grant.set_application_name(std::move(application_name));
   for (const auto& [name, value] : caller.startup_parameters) {
     (*grant.mutable_startup_parameters())[name] = value;
   }
-  return grant;
+  return prepared;
 }
 
 asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Open(
     const identity::VerifiedToken& token, const std::string& connection_name, const CallerInfo& caller) {
-  auto grant = BuildGrant(token, connection_name, caller);
-  if (!grant.ok()) co_return grant.status();
-  const std::string agent = store_.GetConnection(connection_name)->agent();
-  const std::string session_id = grant->session_id();
+  auto prepared = Prepare(token, connection_name, caller);
+  if (!prepared.ok()) co_return prepared.status();
+  // Counted before the agent hears of it, so concurrent logins cannot pass the caps together.
+  auto ticket = admission_.Admit(token.issuer, token.principal, connection_name, prepared->principal_cap,
+                                 options_.caps.per_connection);
+  if (!ticket.ok()) co_return ticket.status();
+  const std::string agent = prepared->agent;
+  const std::string session_id = prepared->grant.session_id();
+  const std::string application_name = prepared->grant.application_name();  // bounded by Prepare
+  const std::string caller_user = prepared->grant.caller_user();
 
   auto executor = co_await asio::this_coro::executor;
   auto bridge = std::make_shared<SessionBridge>(executor);
   auto paired = std::make_shared<net::AsyncSignal>(executor);
   {
     absl::MutexLock lock(&mu_);
-    pending_[session_id] = Pending{agent, bridge, paired, nullptr};
+    pending_[session_id] = Pending{agent, bridge, paired, nullptr, false};
   }
   pgward::v1::GatewayMessage message;
-  *message.mutable_session_grant() = *grant;
-  if (!agents_.Send(agent, std::move(message))) {
+  *message.mutable_session_grant() = std::move(prepared->grant);
+  if (!agents_.SendGrant(agent, prepared->agent_credential, std::move(message))) {
     absl::MutexLock lock(&mu_);
     pending_.erase(session_id);
     co_return absl::UnavailableError(absl::StrCat("the agent \"", agent, "\" is offline; try again later"));
   }
+  Log(LogLevel::kInfo, "broker", "session ", session_id, " for ", token.principal, " on ", connection_name,
+      " granted to agent ", agent);
 
-  asio::steady_timer timer(executor, open_timeout_);
+  asio::steady_timer timer(executor, options_.open_timeout);
   co_await (paired->Wait() || timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
   SessionStream* stream = nullptr;
+  bool agent_deleted = false;
+  std::shared_ptr<LiveSession> session;
   {
+    // Leaving pending_ and joining live_ in one step: AgentDeleted sees the session in one or
+    // the other, never in neither.
     absl::MutexLock lock(&mu_);
     auto it = pending_.find(session_id);
     if (it != pending_.end()) {
       stream = it->second.stream;
+      agent_deleted = it->second.agent_deleted;
       pending_.erase(it);
+    }
+    if (stream != nullptr && !agent_deleted && stream->first_frame().opened().ok()) {
+      session = std::make_shared<LiveSession>();
+      session->session_id = session_id;
+      session->principal = token.principal;
+      session->issuer = token.issuer;
+      session->connection = connection_name;
+      session->agent = agent;
+      session->groups = token.groups;
+      session->opened = stream->first_frame().opened();
+      session->stream = stream;
+      session->bridge = bridge;
+      session->admission = *std::move(ticket);
+      session->cancel_key = crypto::RandomUint32();
+      // The caller's BackendKeyData is ours, never the upstream's: a random, unused pid.
+      do {
+        session->cancel_pid = static_cast<int32_t>(crypto::RandomUint32() & 0x7fffffff);
+      } while (session->cancel_pid == 0 || by_cancel_pid_.contains(session->cancel_pid));
+      live_[session_id] = session;
+      by_cancel_pid_[session->cancel_pid] = session;
     }
   }
   if (stream == nullptr) {
-    co_return absl::DeadlineExceededError(absl::StrCat(
-        "the agent \"", agent, "\" did not open the session within ", open_timeout_.count() / 1000, " s"));
+    if (agent_deleted) {
+      co_return absl::UnavailableError(absl::StrCat("the agent \"", agent, "\" was deleted; try again later"));
+    }
+    co_return absl::DeadlineExceededError(absl::StrCat("the agent \"", agent, "\" did not open the session within ",
+                                                       options_.open_timeout.count() / 1000, " s"));
   }
-  const pgward::v1::SessionOpened& opened = stream->first_frame().opened();
-  if (!opened.ok()) {
-    std::string message = opened.message().empty() ? "upstream login failed" : opened.message();
+  if (!session) {
+    const pgward::v1::SessionOpened& opened = stream->first_frame().opened();
+    std::string message = opened.message().empty() ? std::string("upstream login failed") : opened.message();
+    if (agent_deleted) message = absl::StrCat("the agent \"", agent, "\" was deleted; try again later");
     stream->FinishOk();
     co_await bridge->done.Wait();
     stream->Destroy();
     co_return absl::UnavailableError(message);
-  }
-
-  auto session = std::make_shared<LiveSession>();
-  session->session_id = session_id;
-  session->principal = token.principal;
-  session->issuer = token.issuer;
-  session->connection = connection_name;
-  session->agent = agent;
-  session->groups = token.groups;
-  session->opened = opened;
-  session->stream = stream;
-  session->bridge = bridge;
-  session->cancel_key = crypto::RandomUint32();
-  {
-    absl::MutexLock lock(&mu_);
-    // The caller's BackendKeyData is ours, never the upstream's: a random, unused pid.
-    do {
-      session->cancel_pid = static_cast<int32_t>(crypto::RandomUint32() & 0x7fffffff);
-    } while (session->cancel_pid == 0 || by_cancel_pid_.contains(session->cancel_pid));
-    live_[session_id] = session;
-    by_cancel_pid_[session->cancel_pid] = session;
   }
 
   pgward::v1::SessionRecord record;
@@ -212,8 +241,8 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
   record.set_connection(connection_name);
   record.set_agent(agent);
   record.set_client_addr(caller.client_addr);
-  record.set_application_name(caller.application_name);
-  record.set_caller_user(caller.caller_user);
+  record.set_application_name(application_name);
+  record.set_caller_user(caller_user);
   record.set_started_unix_ms(NowMillis());
   absl::Status stored = store_.InsertSession(record);
   if (!stored.ok()) Log(LogLevel::kError, "broker", "recording session ", session_id, ": ", stored.message());
@@ -235,12 +264,13 @@ bool SessionBroker::PairStream(const std::string& session_id, const std::string&
   return true;
 }
 
-void SessionBroker::Close(const LiveSession& session, const std::string& end_reason) {
+void SessionBroker::Close(LiveSession& session, const std::string& end_reason) {
   {
     absl::MutexLock lock(&mu_);
     live_.erase(session.session_id);
     by_cancel_pid_.erase(session.cancel_pid);
   }
+  session.admission.Release();
   absl::Status status = store_.EndSession(session.session_id, NowMillis(), end_reason);
   if (!status.ok()) Log(LogLevel::kError, "broker", "ending session ", session.session_id, ": ", status.message());
 }
@@ -293,12 +323,34 @@ void SessionBroker::GrantsChanged() {
   }
   const int64_t now = NowMillis();
   for (const auto& session : sessions) {
-    auto grants = store_.FindGrants(session->issuer, session->principal, session->groups, session->connection, now);
+    auto grants = store_.FindGrants(session->issuer, session->principal, session->groups, session->connection, now,
+                                    options_.issuerless_grants_issuer);
     // Fail closed: a session whose grant cannot be confirmed ends too.
     if (grants.ok() && !grants->empty()) continue;
     Log(LogLevel::kInfo, "broker", "ending session ", session->session_id, " of ", session->principal,
         ": no grant covers it any more");
     session->Kill("grant_deleted", "pgward: the session ended because its grant was deleted");
+  }
+}
+
+void SessionBroker::AgentDeleted(const std::string& agent) {
+  agents_.End(agent, grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this agent was deleted"));
+  std::vector<std::shared_ptr<LiveSession>> sessions;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, pending] : pending_) {
+      if (pending.agent != agent) continue;
+      pending.agent_deleted = true;
+      pending.paired->Post(true);
+    }
+    for (const auto& [id, session] : live_) {
+      if (session->agent == agent) sessions.push_back(session);
+    }
+  }
+  for (const auto& session : sessions) {
+    Log(LogLevel::kInfo, "broker", "ending session ", session->session_id, " of ", session->principal,
+        ": its agent ", agent, " was deleted");
+    session->Kill("agent_deleted", "pgward: the session ended because its agent was deleted by an administrator");
   }
 }
 

@@ -16,6 +16,7 @@
 #include "common/crypto/secret_box.h"
 #include "gateway/admin/admin_interfaces.h"
 #include "gateway/broker/agent_registry.h"
+#include "gateway/broker/session_admission.h"
 #include "gateway/broker/session_stream.h"
 #include "gateway/identity/verified_token.h"
 #include "gateway/store/store.h"
@@ -39,6 +40,7 @@ class LiveSession {
   pgward::v1::SessionOpened opened;
   SessionStream* stream = nullptr;
   std::shared_ptr<SessionBridge> bridge;
+  SessionAdmission::Ticket admission;  // its place under the session caps, given back at Close
 
   // Ends the session from outside (admin kill, expiry). The caller's coroutine sees its
   // stream fail and tells the caller `message` with SQLSTATE 57P01.
@@ -55,19 +57,27 @@ class LiveSession {
   std::string kill_message_ ABSL_GUARDED_BY(mu_);
 };
 
+struct BrokerOptions {
+  std::chrono::milliseconds open_timeout{15000};
+  SessionCaps caps;
+  // The issuer that grants without one belong to (Store::FindGrants): the single trusted
+  // issuer, or "" when several are trusted (such grants then match nobody).
+  std::string issuerless_grants_issuer;
+};
+
 // Error codes of Open() map to the contract's SQLSTATEs: PermissionDenied -> 28000,
-// NotFound -> 3D000, Unavailable/DeadlineExceeded -> 08006.
+// NotFound -> 3D000, ResourceExhausted -> 53300, Unavailable/DeadlineExceeded -> 08006.
 class SessionBroker : public admin::LiveDirectory {
  public:
-  SessionBroker(store::Store& store, const crypto::SecretBox& secrets, AgentRegistry& agents,
-                std::chrono::milliseconds open_timeout);
+  SessionBroker(store::Store& store, const crypto::SecretBox& secrets, AgentRegistry& agents, BrokerOptions options);
 
   asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> Open(const identity::VerifiedToken& token,
                                                                      const std::string& connection,
                                                                      const CallerInfo& caller);
   // From a new Session stream's first frame. False: nobody waits for it (or the wrong agent).
   bool PairStream(const std::string& session_id, const std::string& agent, SessionStream* stream);
-  void Close(const LiveSession& session, const std::string& end_reason);
+  // Records the end and gives the session's place under the caps back.
+  void Close(LiveSession& session, const std::string& end_reason);
   // A CancelRequest; forged or stale keys do nothing (and say nothing, as in Postgres).
   void Cancel(int32_t pid, uint32_t key);
 
@@ -75,6 +85,8 @@ class SessionBroker : public admin::LiveDirectory {
   uint32_t ActiveSessions(const std::string& agent) override;
   absl::Status KillSession(const std::string& session_id) override;
   void GrantsChanged() override;
+  // Ends the agent's control stream and its live sessions (57P01) and fails its pending ones.
+  void AgentDeleted(const std::string& agent) override;
 
  private:
   struct Pending {
@@ -82,15 +94,23 @@ class SessionBroker : public admin::LiveDirectory {
     std::shared_ptr<SessionBridge> bridge;
     std::shared_ptr<net::AsyncSignal> paired;
     SessionStream* stream = nullptr;
+    bool agent_deleted = false;
   };
-  absl::StatusOr<pgward::v1::SessionGrant> BuildGrant(const identity::VerifiedToken& token,
-                                                      const std::string& connection,
-                                                      const CallerInfo& caller);
+  // Everything Open needs before it asks the agent: the grant to send, and the checks.
+  struct PreparedSession {
+    pgward::v1::SessionGrant grant;
+    std::string agent;
+    std::string agent_credential;  // the agent's current token hash (AgentRegistry::SendGrant)
+    PrincipalCap principal_cap;
+  };
+  absl::StatusOr<PreparedSession> Prepare(const identity::VerifiedToken& token, const std::string& connection,
+                                          const CallerInfo& caller);
 
   store::Store& store_;
   const crypto::SecretBox& secrets_;
   AgentRegistry& agents_;
-  const std::chrono::milliseconds open_timeout_;
+  const BrokerOptions options_;
+  SessionAdmission admission_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<LiveSession>> live_ ABSL_GUARDED_BY(mu_);

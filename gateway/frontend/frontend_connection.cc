@@ -39,6 +39,7 @@ std::string_view SqlStateFor(const absl::Status& status) {
     case absl::StatusCode::kNotFound: return pgwire::sqlstate::kInvalidCatalogName;
     case absl::StatusCode::kPermissionDenied:
     case absl::StatusCode::kUnauthenticated: return pgwire::sqlstate::kInvalidAuthorization;
+    case absl::StatusCode::kResourceExhausted: return pgwire::sqlstate::kTooManyConnections;
     default: return pgwire::sqlstate::kConnectionFailure;
   }
 }
@@ -310,9 +311,17 @@ asio::awaitable<absl::Status> FrontendConnection::Login() {
       asio::use_awaitable);
   if (!verified.ok()) {
     Log(LogLevel::kInfo, "frontend", client_addr_, " authentication failed: ", verified.status().message());
-    co_await SendError("FATAL", pgwire::sqlstate::kInvalidAuthorization,
-                       "authentication failed: the access token was not accepted (present a valid, unexpired "
-                       "token from a trusted issuer as the password)");
+    // PermissionDenied: a genuine token whose principal or group name is unacceptable; its
+    // reason is safe to show (token_verifier.h). Any other failure stays unexplained.
+    // (Built before the co_await: GCC 12 destroys temporaries of a conditional operator inside
+    // a co_await expression twice.)
+    std::string message = "authentication failed: the access token was not accepted (present a valid, "
+                          "unexpired token from a trusted issuer as the password)";
+    if (absl::IsPermissionDenied(verified.status())) {
+      message = absl::StrCat("authentication failed: ", verified.status().message(),
+                             "; ask the identity provider's administrator for a plain name");
+    }
+    co_await SendError("FATAL", pgwire::sqlstate::kInvalidAuthorization, message);
     co_return verified.status();
   }
 

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/util/log.h"
+#include "gateway/identity/identity_name.h"
 #include "gateway/identity/jws.h"
 
 namespace pgward::identity {
@@ -78,16 +79,17 @@ bool AudienceMatches(const Json& payload, const std::vector<std::string>& audien
 }
 
 // Groups may be an array of strings or one string. Anything else yields no groups: a malformed
-// claim can only cost the caller access, never grant it.
+// claim can only cost the caller access, never grant it. Empty names are skipped (no grant
+// can name one); other names are checked by the caller.
 std::vector<std::string> Groups(const Json& payload, const std::string& claim) {
   std::vector<std::string> groups;
   auto it = payload.find(claim);
   if (it == payload.end()) return groups;
   if (it->is_string()) {
-    groups.push_back(it->get<std::string>());
+    if (!it->get_ref<const std::string&>().empty()) groups.push_back(it->get<std::string>());
   } else if (it->is_array()) {
     for (const Json& v : *it) {
-      if (v.is_string()) groups.push_back(v.get<std::string>());
+      if (v.is_string() && !v.get_ref<const std::string&>().empty()) groups.push_back(v.get<std::string>());
     }
   }
   return groups;
@@ -335,10 +337,23 @@ absl::StatusOr<VerifiedToken> TokenVerifier::VerifyUncached(std::string_view tok
     return Refused("principal claim missing");
   }
   verified.principal = principal_it->get<std::string>();
+  // A genuine token (signature, issuer, audience and time checked above) may still carry a
+  // name we will not put into logs, audit rows and Postgres settings. Saying why is safe at
+  // this point and tells the token's owner what to fix; the name itself is never echoed.
+  if (absl::Status name = CheckIdentityName(verified.principal); !name.ok()) {
+    return absl::PermissionDeniedError(absl::StrCat("the token's principal name (claim \"", config_.principal_claim,
+                                                    "\") ", name.message()));
+  }
   if (auto sub_it = payload->find("sub"); sub_it != payload->end() && sub_it->is_string()) {
     verified.subject = sub_it->get<std::string>();
   }
   verified.groups = Groups(*payload, config_.groups_claim);
+  for (const std::string& group : verified.groups) {
+    if (absl::Status name = CheckIdentityName(group); !name.ok()) {
+      return absl::PermissionDeniedError(absl::StrCat("a group name in the token (claim \"", config_.groups_claim,
+                                                      "\") ", name.message()));
+    }
+  }
   verified.expires_unix = *exp;
   *valid_until = *exp + config_.leeway_seconds;
   return verified;

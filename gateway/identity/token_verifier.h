@@ -52,6 +52,8 @@ class TokenVerifier {
   // "token expired", "unknown kid after refresh", "issuer not trusted", "audience mismatch",
   // "alg none refused", "HMAC algorithms refused", "bad signature", "token too large",
   // "malformed token". Reasons never contain the token or its signature.
+  // kPermissionDenied for a genuine token whose principal or a group name is not acceptable
+  // (identity_name.h); its message is safe to show the caller and never echoes the name.
   absl::StatusOr<VerifiedToken> Verify(std::string_view token);
 
  private:

@@ -189,6 +189,17 @@ absl::Status Store::TouchAgent(const std::string& name, int64_t seen_unix_ms, co
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> Store::AgentTokenHash(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> q = db_->Prepare("SELECT token_hash FROM agents WHERE name = ?");
+  if (!q.ok()) return q.status();
+  q->BindText(1, name);
+  absl::StatusOr<bool> row = q->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return absl::NotFoundError(absl::StrCat("agent ", name, " not found"));
+  return q->Text(0);
+}
+
 // --- connections
 
 absl::Status Store::CreateConnection(const pgward::v1::Connection& c, const std::string& sealed_password) {
@@ -335,9 +346,10 @@ absl::StatusOr<std::vector<pgward::v1::Grant>> Store::ListGrants(const pgward::v
   absl::StatusOr<Statement> q = db_->Prepare(absl::StrCat(
       "SELECT ", kGrantColumns,
       " FROM grants WHERE (?1 = '' OR principal = ?1) AND (?2 = '' OR group_name = ?2)"
-      " AND (?3 = '' OR connection = ?3) ORDER BY created_unix_ms, id"));
+      " AND (?3 = '' OR connection = ?3) AND (?4 = '' OR issuer = ?4) ORDER BY created_unix_ms, id"));
   if (!q.ok()) return q.status();
   q->BindText(1, filter.principal()).BindText(2, filter.group()).BindText(3, filter.connection());
+  q->BindText(4, filter.issuer());
   return ReadGrants(*q);
 }
 
@@ -355,7 +367,10 @@ absl::StatusOr<std::vector<pgward::v1::Grant>> Store::FindGrants(const std::stri
                                                                  const std::string& principal,
                                                                  const std::vector<std::string>& groups,
                                                                  const std::string& connection,
-                                                                 int64_t now_unix_ms) {
+                                                                 int64_t now_unix_ms,
+                                                                 const std::string& issuerless_grants_issuer) {
+  // A token always names its issuer; without one, "" = "" would match issuer-less grants.
+  if (issuer.empty()) return std::vector<pgward::v1::Grant>();
   std::vector<pgward::v1::Grant> candidates;
   {
     absl::MutexLock lock(&mu_);
@@ -363,10 +378,10 @@ absl::StatusOr<std::vector<pgward::v1::Grant>> Store::FindGrants(const std::stri
     // because the group list has no fixed size.
     absl::StatusOr<Statement> q = db_->Prepare(absl::StrCat(
         "SELECT ", kGrantColumns,
-        " FROM grants WHERE connection = ? AND (issuer = '' OR issuer = ?)"
-        " AND (expires_unix_ms = 0 OR expires_unix_ms > ?) ORDER BY created_unix_ms, id"));
+        " FROM grants WHERE connection = ?1 AND (issuer = ?2 OR (issuer = '' AND ?2 = ?4))"
+        " AND (expires_unix_ms = 0 OR expires_unix_ms > ?3) ORDER BY created_unix_ms, id"));
     if (!q.ok()) return q.status();
-    q->BindText(1, connection).BindText(2, issuer).BindInt(3, now_unix_ms);
+    q->BindText(1, connection).BindText(2, issuer).BindInt(3, now_unix_ms).BindText(4, issuerless_grants_issuer);
     absl::StatusOr<std::vector<pgward::v1::Grant>> all = ReadGrants(*q);
     if (!all.ok()) return all.status();
     candidates = *std::move(all);
@@ -379,6 +394,15 @@ absl::StatusOr<std::vector<pgward::v1::Grant>> Store::FindGrants(const std::stri
     if (by_principal || by_group) matches.push_back(std::move(g));
   }
   return matches;
+}
+
+absl::StatusOr<int64_t> Store::CountIssuerlessGrants() {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> q = db_->Prepare("SELECT count(*) FROM grants WHERE issuer = ''");
+  if (!q.ok()) return q.status();
+  absl::StatusOr<bool> row = q->Step();
+  if (!row.ok()) return row.status();
+  return *row ? q->Int(0) : 0;
 }
 
 }  // namespace pgward::store

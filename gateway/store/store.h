@@ -36,8 +36,12 @@ class Store {
   absl::Status DeleteAgent(const std::string& name);
   // UNAUTHENTICATED with the same message whether the name is unknown or the token wrong.
   absl::Status AuthenticateAgent(const std::string& name, std::string_view token);
+  // NOT_FOUND if the agent does not exist (any more).
   absl::Status TouchAgent(const std::string& name, int64_t seen_unix_ms, const std::string& version,
                           const std::string& peer);
+  // The stored token hash (crypto::HashToken) of an agent; NOT_FOUND if it does not exist. A
+  // stream authenticated with another hash belongs to a deleted (or re-created) agent.
+  absl::StatusOr<std::string> AgentTokenHash(const std::string& name);
 
   // --- connections. `sealed_password` is the SecretBox output for password_ref "gateway:",
   // empty otherwise. NOT_FOUND if the agent does not exist; ALREADY_EXISTS on a taken name.
@@ -57,14 +61,18 @@ class Store {
   absl::StatusOr<pgward::v1::Grant> CreateGrant(pgward::v1::Grant g);
   absl::StatusOr<std::vector<pgward::v1::Grant>> ListGrants(const pgward::v1::ListGrantsRequest& filter);
   absl::Status DeleteGrant(const std::string& id);
-  // Grants on `connection` naming `principal` or one of `groups`, whose issuer is empty or
-  // equal to `issuer` (principals and groups are scoped to their issuer, contract section 2),
-  // and which have not expired at `now_unix_ms`.
+  // Grants on `connection` naming `principal` or one of `groups` of `issuer` (principals and
+  // groups are scoped to their issuer, contract section 2) that have not expired at
+  // `now_unix_ms`. A grant with no issuer (made before issuers were recorded) belongs to
+  // `issuerless_grants_issuer`: the single trusted issuer, or "" (nobody) when several are.
   absl::StatusOr<std::vector<pgward::v1::Grant>> FindGrants(const std::string& issuer,
                                                             const std::string& principal,
                                                             const std::vector<std::string>& groups,
                                                             const std::string& connection,
-                                                            int64_t now_unix_ms);
+                                                            int64_t now_unix_ms,
+                                                            const std::string& issuerless_grants_issuer);
+  // How many grants have no issuer (see FindGrants), for the start-up warning.
+  absl::StatusOr<int64_t> CountIssuerlessGrants();
 
   // --- sessions and audit
   absl::Status InsertSession(const pgward::v1::SessionRecord& s);  // ALREADY_EXISTS
@@ -75,11 +83,24 @@ class Store {
   // Newest first; limit 0 means 100.
   absl::StatusOr<std::vector<pgward::v1::SessionRecord>> ListSessions(
       const pgward::v1::ListSessionsRequest& filter);
+  // What InsertStatementEvents did with each event.
+  struct InsertedEvents {
+    size_t stored = 0;    // new rows
+    size_t replayed = 0;  // (agent, boot_id, seq) already stored
+    // (seq, session_id) of events for a session the gateway did not broker to this agent
+    // (unknown, or another agent's): not stored.
+    std::vector<std::pair<uint64_t, std::string>> refused;
+  };
   // One transaction, idempotent on (agent, boot_id, seq): replays after a reconnect never
-  // duplicate rows. Bumps each session's statement count by the rows actually inserted.
-  absl::Status InsertStatementEvents(
+  // duplicate rows. An event is stored only if its session's row names `agent`: an agent
+  // speaks for its own sessions only. Bumps each session's statement count by the rows
+  // actually inserted.
+  absl::StatusOr<InsertedEvents> InsertStatementEvents(
       const std::string& agent, const std::string& boot_id,
       const std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>>& events);
+  // The agent a session was brokered to; NOT_FOUND if no session row has this id (e.g. the
+  // upstream login failed before the session opened).
+  absl::StatusOr<std::string> SessionAgent(const std::string& session_id);
   // Newest first, joined with the session row for principal/issuer/connection/agent/
   // client_addr; limit 0 means 100, capped at 10000.
   absl::StatusOr<std::vector<pgward::v1::AuditRow>> ListAudit(const pgward::v1::ListAuditRequest& filter);

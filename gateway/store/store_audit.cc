@@ -1,4 +1,5 @@
 // Store: sessions and the per-statement audit (contract section 5).
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "gateway/store/store.h"
 
@@ -70,10 +71,11 @@ absl::StatusOr<std::vector<pgward::v1::SessionRecord>> Store::ListSessions(
   absl::StatusOr<Statement> q = db_->Prepare(absl::StrCat(
       "SELECT ", kSessionColumns,
       " FROM sessions WHERE (?1 = 0 OR ended_unix_ms = 0) AND (?2 = '' OR principal = ?2)"
-      " AND (?3 = '' OR connection = ?3) ORDER BY started_unix_ms DESC, session_id LIMIT ?4"));
+      " AND (?3 = '' OR connection = ?3) AND (?5 = '' OR issuer = ?5)"
+      " ORDER BY started_unix_ms DESC, session_id LIMIT ?4"));
   if (!q.ok()) return q.status();
   q->BindInt(1, filter.active_only() ? 1 : 0).BindText(2, filter.principal());
-  q->BindText(3, filter.connection()).BindInt(4, EffectiveLimit(filter.limit()));
+  q->BindText(3, filter.connection()).BindInt(4, EffectiveLimit(filter.limit())).BindText(5, filter.issuer());
   std::vector<pgward::v1::SessionRecord> out;
   while (true) {
     absl::StatusOr<bool> row = q->Step();
@@ -95,13 +97,29 @@ absl::StatusOr<std::vector<pgward::v1::SessionRecord>> Store::ListSessions(
   }
 }
 
-absl::Status Store::InsertStatementEvents(
+absl::StatusOr<Store::InsertedEvents> Store::InsertStatementEvents(
     const std::string& agent, const std::string& boot_id,
     const std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>>& events) {
-  if (events.empty()) return absl::OkStatus();
+  InsertedEvents result;
+  if (events.empty()) return result;
   absl::MutexLock lock(&mu_);
-  return InTransaction(*db_, [&]() -> absl::Status {
+  absl::Status status = InTransaction(*db_, [&]() -> absl::Status {
+    // A batch usually carries many events of few sessions: look each session up once.
+    absl::flat_hash_map<std::string, bool> owned;
     for (const auto& [seq, e] : events) {
+      auto [it, inserted] = owned.try_emplace(e.session_id(), false);
+      if (inserted) {
+        absl::StatusOr<Statement> owner = db_->Prepare("SELECT agent FROM sessions WHERE session_id = ?");
+        if (!owner.ok()) return owner.status();
+        owner->BindText(1, e.session_id());
+        absl::StatusOr<bool> row = owner->Step();
+        if (!row.ok()) return row.status();
+        it->second = *row && owner->Text(0) == agent;
+      }
+      if (!it->second) {
+        result.refused.emplace_back(seq, e.session_id());
+        continue;
+      }
       absl::StatusOr<Statement> q = db_->Prepare(
           "INSERT INTO statement_events(agent, boot_id, seq, session_id, time_unix_us, protocol,"
           " statement, fingerprint, command_tag, rows, sqlstate, error, duration_us, decision, rule,"
@@ -117,7 +135,11 @@ absl::Status Store::InsertStatementEvents(
       q->BindInt(13, e.duration_us()).BindText(14, e.decision()).BindText(15, e.rule());
       q->BindText(16, e.reviewer());
       if (absl::Status s = q->Run(); !s.ok()) return s;
-      if (db_->Changes() == 0) continue;  // a replay of an event already stored
+      if (db_->Changes() == 0) {  // a replay of an event already stored
+        ++result.replayed;
+        continue;
+      }
+      ++result.stored;
       absl::StatusOr<Statement> bump =
           db_->Prepare("UPDATE sessions SET statements = statements + 1 WHERE session_id = ?");
       if (!bump.ok()) return bump.status();
@@ -126,6 +148,19 @@ absl::Status Store::InsertStatementEvents(
     }
     return absl::OkStatus();
   });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::string> Store::SessionAgent(const std::string& session_id) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> q = db_->Prepare("SELECT agent FROM sessions WHERE session_id = ?");
+  if (!q.ok()) return q.status();
+  q->BindText(1, session_id);
+  absl::StatusOr<bool> row = q->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
+  return q->Text(0);
 }
 
 absl::StatusOr<std::vector<pgward::v1::AuditRow>> Store::ListAudit(const pgward::v1::ListAuditRequest& filter) {
@@ -139,12 +174,12 @@ absl::StatusOr<std::vector<pgward::v1::AuditRow>> Store::ListAudit(const pgward:
       " e.duration_us, e.decision, e.rule, e.reviewer"
       " FROM statement_events e LEFT JOIN sessions s ON s.session_id = e.session_id"
       " WHERE (?1 = '' OR s.principal = ?1) AND (?2 = '' OR s.connection = ?2)"
-      " AND e.time_unix_us >= ?3 AND (?4 = '' OR e.session_id = ?4)"
+      " AND e.time_unix_us >= ?3 AND (?4 = '' OR e.session_id = ?4) AND (?6 = '' OR s.issuer = ?6)"
       " ORDER BY e.time_unix_us DESC, e.id DESC LIMIT ?5");
   if (!q.ok()) return q.status();
   q->BindText(1, filter.principal()).BindText(2, filter.connection());
   q->BindInt(3, filter.since_unix_ms() * 1000).BindText(4, filter.session_id());
-  q->BindInt(5, EffectiveLimit(filter.limit()));
+  q->BindInt(5, EffectiveLimit(filter.limit())).BindText(6, filter.issuer());
   std::vector<pgward::v1::AuditRow> out;
   while (true) {
     absl::StatusOr<bool> row = q->Step();

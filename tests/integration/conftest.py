@@ -41,6 +41,8 @@ Fixtures
     stack.grant(who, connection=None, mode="read-write", group=False, extra=())
     stack.create_connection(name, agent, database=, user=, port=, password_ref=, sslmode=)
     stack.add_agent(name, start=True) -> Agent (registered on this gateway, has the DB password env)
+    stack.rogue(agent_name, token_file, *args) -> dict   tests/tools/rogue_agent's JSON answer
+                                        (an AgentService client that misbehaves with a real token)
     stack.pg_log(since=0) / stack.pg_log_mark()    Postgres log text / current byte offset
     stack.gateway_log(), stack.agent_log(name=None)
     stack.pg_sql(sql, dbname="shop", user="postgres") -> rows   direct to Postgres (bypasses pgward)

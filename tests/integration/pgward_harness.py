@@ -33,6 +33,7 @@ PG_BIN = Path(os.environ.get("PGWARD_PG_BIN", "/usr/lib/postgresql/15/bin"))
 GATEWAY_BIN = BUILD_DIR / "gateway" / "pgward-gateway"
 AGENT_BIN = BUILD_DIR / "agent" / "pgward-agent"
 CTL_BIN = BUILD_DIR / "tools" / "pgwardctl" / "pgwardctl"
+ROGUE_BIN = BUILD_DIR / "tests" / "tools" / "rogue_agent"  # tests/tools/rogue_agent.cc
 IDP_DIR = REPO_ROOT / "tests" / "idp"
 AUDIENCE = "pgward"
 
@@ -874,6 +875,20 @@ class GatewayEnv:
             return predicate(last)
         return wait_until(check, timeout, interval=0.1, what="sessions matching",
                           on_timeout=lambda: "; last sessions:\n" + json.dumps(last[:30], indent=1))
+
+    def rogue(self, agent: str, token_file: Path, *args: str, timeout: float = 60) -> dict:
+        """Runs tests/tools/rogue_agent against this gateway as `agent` with the token in
+        `token_file`; returns its one JSON answer (see rogue_agent.cc for commands)."""
+        if not os.access(ROGUE_BIN, os.X_OK):
+            fail(f"{ROGUE_BIN} is missing: ninja -C {BUILD_DIR} rogue_agent")
+        r = subprocess.run([str(ROGUE_BIN), "--gateway", self.gateway.grpc_addr, "--ca-file", str(self.gateway.ca_file),
+                            "--name", agent, "--token-file", str(token_file), *map(str, args)],
+                           capture_output=True, text=True, timeout=timeout)
+        lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
+        if r.returncode != 0 or not lines:
+            raise HarnessError(f"rogue_agent {shlex.join(map(str, args))} failed rc={r.returncode}: "
+                               f"{r.stderr.strip()[-500:]} {r.stdout.strip()[-500:]}")
+        return json.loads(lines[-1])
 
     # ---- logs ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ namespace {
 
 constexpr auto kDeadline = std::chrono::seconds(10);
 constexpr size_t kMaxTokenBytes = 64 * 1024;
+constexpr int kMaxResponseBytes = 4 << 20;
 
 }  // namespace
 
@@ -39,7 +40,12 @@ absl::StatusOr<std::unique_ptr<AdminClient>> AdminClient::Create(const ClientOpt
     }
     tls.pem_root_certs = *std::move(roots);
   }
-  std::shared_ptr<grpc::Channel> channel = grpc::CreateChannel(options.gateway, grpc::SslCredentials(tls));
+  // The gateway keeps every response under 3 MiB (AdminServiceImpl::kMaxListResponseBytes);
+  // gRPC's default 4 MiB receive limit is stated here so the two stay in step.
+  grpc::ChannelArguments channel_args;
+  channel_args.SetMaxReceiveMessageSize(kMaxResponseBytes);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(options.gateway, grpc::SslCredentials(tls), channel_args);
   return std::unique_ptr<AdminClient>(
       new AdminClient(options.gateway, std::move(token), pgward::v1::AdminService::NewStub(channel)));
 }

@@ -1,4 +1,6 @@
 // pgwardctl session list|kill and audit list.
+#include <iostream>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "tools/pgwardctl/commands.h"
@@ -16,6 +18,13 @@ absl::StatusOr<uint32_t> LimitFlag(const ParsedArgs& args) {
   absl::StatusOr<uint64_t> n = ParseNumber("limit", *args.Get("limit"), 1, kMaxLimit);
   if (!n.ok()) return n.status();
   return static_cast<uint32_t>(*n);
+}
+
+// On stderr, so --json output stays exactly the array: the gateway bounds each response
+// (3 MiB) and said that more matched than fit.
+void NoteTruncated(int shown, const char* what) {
+  std::cerr << "pgwardctl: showing the newest " << shown << " " << what
+            << "; more matched than fit in one response: narrow with --since, --session or --limit\n";
 }
 
 // Keeps table rows on one line: statements can be long and multi-line.
@@ -37,12 +46,14 @@ CommandResult ListSessions(CommandContext& ctx) {
   req.set_active_only(ctx.args().Has("active"));
   req.set_principal(ctx.args().Get("principal").value_or(""));
   req.set_connection(ctx.args().Get("connection").value_or(""));
+  req.set_issuer(ctx.args().Get("issuer").value_or(""));
   absl::StatusOr<AdminClient*> client = ctx.Client();
   if (!client.ok()) return CommandResult::FromStatus(client.status());
   v1::ListSessionsResponse resp;
   if (absl::Status s = (*client)->Call(&v1::AdminService::Stub::ListSessions, req, &resp); !s.ok()) {
     return CommandResult::FromStatus(s);
   }
+  if (resp.truncated()) NoteTruncated(resp.sessions_size(), "sessions");
   if (ctx.json()) {
     nlohmann::ordered_json arr = nlohmann::ordered_json::array();
     for (const v1::SessionRecord& s : resp.sessions()) arr.push_back(SessionJson(s));
@@ -91,12 +102,14 @@ CommandResult ListAudit(CommandContext& ctx) {
   req.set_principal(ctx.args().Get("principal").value_or(""));
   req.set_connection(ctx.args().Get("connection").value_or(""));
   req.set_session_id(ctx.args().Get("session").value_or(""));
+  req.set_issuer(ctx.args().Get("issuer").value_or(""));
   absl::StatusOr<AdminClient*> client = ctx.Client();
   if (!client.ok()) return CommandResult::FromStatus(client.status());
   v1::ListAuditResponse resp;
   if (absl::Status s = (*client)->Call(&v1::AdminService::Stub::ListAudit, req, &resp); !s.ok()) {
     return CommandResult::FromStatus(s);
   }
+  if (resp.truncated()) NoteTruncated(resp.rows_size(), "rows");
   if (ctx.json()) {
     nlohmann::ordered_json arr = nlohmann::ordered_json::array();
     for (const v1::AuditRow& r : resp.rows()) arr.push_back(AuditJson(r));
@@ -116,7 +129,8 @@ CommandResult ListAudit(CommandContext& ctx) {
 }  // namespace
 
 CommandResult RunSession(CommandContext& ctx, const std::string& verb) {
-  absl::Status allowed = verb == "list" ? ctx.args().CheckAllowed({"active", "principal", "connection", "limit"}, "session list")
+  absl::Status allowed = verb == "list" ? ctx.args().CheckAllowed({"active", "principal", "issuer", "connection", "limit"},
+                                                                  "session list")
                                         : ctx.args().CheckAllowed({}, "session " + verb);
   if (!allowed.ok()) return CommandResult::Usage(std::string(allowed.message()));
   if (verb == "list") return ListSessions(ctx);
@@ -126,7 +140,7 @@ CommandResult RunSession(CommandContext& ctx, const std::string& verb) {
 
 CommandResult RunAudit(CommandContext& ctx, const std::string& verb) {
   absl::Status allowed =
-      ctx.args().CheckAllowed({"principal", "connection", "since", "limit", "session"}, "audit " + verb);
+      ctx.args().CheckAllowed({"principal", "issuer", "connection", "since", "limit", "session"}, "audit " + verb);
   if (!allowed.ok()) return CommandResult::Usage(std::string(allowed.message()));
   if (verb == "list") return ListAudit(ctx);
   return CommandResult::Usage("unknown audit command \"" + verb + "\"");

@@ -22,15 +22,20 @@ constexpr std::array<std::pair<const char*, const char*>, 5> kNouns = {{
     {"grant",
      "  pgwardctl grant create (--principal P | --group G) --connection C --mode read-only|read-write|classes\n"
      "            [--classes read,write,ddl,transaction,session,copy_in,copy_out,privilege,maintenance,procedure]\n"
-     "            [--issuer URL] [--expires DURATION|RFC3339]\n"
-     "  pgwardctl grant list [--principal P] [--connection C]\n"
+     "            [--issuer URL] [--expires DURATION|RFC3339] [--max-sessions N]\n"
+     "            --issuer: the principal's or group's issuer; required when the gateway trusts several\n"
+     "            --max-sessions: live sessions the principal may hold on C (default: the gateway's\n"
+     "            --max-sessions-per-principal)\n"
+     "  pgwardctl grant list [--principal P] [--group G] [--issuer URL] [--connection C]\n"
      "  pgwardctl grant delete ID\n"},
     {"session",
-     "  pgwardctl session list [--active] [--principal P] [--connection C] [--limit N]\n"
+     "  pgwardctl session list [--active] [--principal P] [--issuer URL] [--connection C] [--limit N]\n"
      "  pgwardctl session kill ID\n"},
     {"audit",
-     "  pgwardctl audit list [--principal P] [--connection C] [--since DURATION (15m, 2h, 7d)] [--limit N]\n"
-     "            [--session S]\n"},
+     "  pgwardctl audit list [--principal P] [--issuer URL] [--connection C] [--since DURATION (15m, 2h, 7d)]\n"
+     "            [--limit N (at most 10000)] [--session S]\n"
+     "            one response holds at most 3 MiB of rows (newest first); a note on stderr says when\n"
+     "            more matched\n"},
 }};
 
 constexpr char kGlobal[] =

@@ -7,6 +7,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
@@ -16,6 +17,7 @@
 namespace pgward::admin::testing {
 
 inline constexpr char kAdminKey[] = "test-admin-key-0123456789";
+inline constexpr char kIssuer[] = "https://idp.example";  // the one trusted issuer
 
 // The gateway's live view, scripted by the test: which agents are online and which sessions
 // run; records kills.
@@ -44,22 +46,33 @@ class ScriptedLiveDirectory : public LiveDirectory {
     absl::MutexLock lock(&mu_);
     return killed_;
   }
+  void AgentDeleted(const std::string& agent) override {
+    absl::MutexLock lock(&mu_);
+    deleted_agents_.insert(agent);
+    online_.erase(agent);
+  }
+  std::set<std::string> DeletedAgents() {
+    absl::MutexLock lock(&mu_);
+    return deleted_agents_;
+  }
 
  private:
   absl::Mutex mu_;
   absl::flat_hash_set<std::string> online_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> live_sessions_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> killed_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> deleted_agents_ ABSL_GUARDED_BY(mu_);
 };
 
 class AdminHarness {
  public:
   explicit AdminHarness(std::shared_ptr<grpc::ServerCredentials> credentials = grpc::InsecureServerCredentials(),
-                        std::shared_ptr<grpc::ChannelCredentials> client_credentials = grpc::InsecureChannelCredentials())
+                        std::shared_ptr<grpc::ChannelCredentials> client_credentials = grpc::InsecureChannelCredentials(),
+                        std::vector<std::string> trusted_issuers = {kIssuer})
       : store_(*store::Store::Open(":memory:")),
         secrets_(*crypto::SecretBox::FromKey(std::string(32, 'k'))),
         authorizer_(kAdminKey),
-        service_(*store_, secrets_, authorizer_, live_) {
+        service_(*store_, secrets_, authorizer_, live_, std::move(trusted_issuers)) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", credentials, &port_);
     builder.RegisterService(&service_);

@@ -244,6 +244,12 @@ TEST_CASE("invalid grants are refused with INVALID_ARGUMENT", "[admin][validatio
        }},
       {"expired", [](v1::Grant& g) { g.set_expires_unix_ms(1000); }},
       {"issuer not a URL", [](v1::Grant& g) { g.set_issuer("idp"); }},
+      {"issuer not trusted", [](v1::Grant& g) { g.set_issuer("https://evil.example"); }},
+      {"principal with a newline", [](v1::Grant& g) { g.set_principal("bot\nforged"); }},
+      {"principal with a bidi override", [](v1::Grant& g) { g.set_principal("bot\xe2\x80\xae"); }},
+      // (Not-UTF-8 text cannot even travel: protobuf refuses it in proto3 strings.)
+      {"principal with a C1 control", [](v1::Grant& g) { g.set_principal("bot\xc2\x9b"); }},
+      {"max sessions over 100000", [](v1::Grant& g) { g.mutable_policy()->mutable_limits()->set_max_sessions(100001); }},
       {"bad connection name", [](v1::Grant& g) { g.set_connection("a b"); }},
   }));
   v1::CreateGrantRequest req = GrantRequest();
@@ -333,6 +339,7 @@ TEST_CASE("audit rows come back newest first with the session's identity", "[adm
   s.set_session_id("s1");
   s.set_principal("bot");
   s.set_connection("app");
+  s.set_agent("edge-1");
   REQUIRE(h.store().InsertSession(s).ok());
   v1::StatementEvent e;
   e.set_session_id("s1");
@@ -348,6 +355,100 @@ TEST_CASE("audit rows come back newest first with the session's identity", "[adm
   REQUIRE(resp.rows_size() == 1);
   CHECK(resp.rows(0).time_unix_us() == 6);
   CHECK(resp.rows(0).principal() == "bot");
+}
+
+TEST_CASE("a grant gets the one trusted issuer; with several it must name one", "[admin][grants][issuers]") {
+  SECTION("one trusted issuer: filled in") {
+    AdminHarness h;
+    CreateAgent(h, "edge-1");
+    v1::Connection conn;
+    REQUIRE(h.stub().CreateConnection(AdminHarness::Context().get(), ConnectionRequest(), &conn).ok());
+    v1::Grant g;
+    REQUIRE(h.stub().CreateGrant(AdminHarness::Context().get(), GrantRequest("bot"), &g).ok());
+    CHECK(g.issuer() == testing::kIssuer);
+    auto stored = h.store().ListGrants({});
+    REQUIRE(stored.ok());
+    CHECK((*stored)[0].issuer() == testing::kIssuer);
+  }
+  SECTION("several trusted issuers: required, and must be one of them") {
+    AdminHarness h(grpc::InsecureServerCredentials(), grpc::InsecureChannelCredentials(),
+                   {testing::kIssuer, "https://second.example"});
+    CreateAgent(h, "edge-1");
+    v1::Connection conn;
+    REQUIRE(h.stub().CreateConnection(AdminHarness::Context().get(), ConnectionRequest(), &conn).ok());
+    v1::Grant g;
+    const grpc::Status missing = h.stub().CreateGrant(AdminHarness::Context().get(), GrantRequest("bot"), &g);
+    CHECK(missing.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(missing.error_message().find("--issuer") != std::string::npos);
+    CHECK(missing.error_message().find("https://second.example") != std::string::npos);
+    v1::CreateGrantRequest named = GrantRequest("bot");
+    named.mutable_grant()->set_issuer("https://second.example");
+    REQUIRE(h.stub().CreateGrant(AdminHarness::Context().get(), named, &g).ok());
+    CHECK(g.issuer() == "https://second.example");
+    v1::ListGrantsRequest filter;
+    filter.set_principal("bot");
+    filter.set_issuer(testing::kIssuer);
+    v1::ListGrantsResponse list;
+    REQUIRE(h.stub().ListGrants(AdminHarness::Context().get(), filter, &list).ok());
+    CHECK(list.grants_size() == 0);
+  }
+}
+
+TEST_CASE("deleting an agent tells the live side to close its streams", "[admin][agents]") {
+  AdminHarness h;
+  CreateAgent(h, "edge-9");
+  h.live().SetOnline("edge-9");
+  v1::DeleteAgentRequest del;
+  del.set_name("edge-9");
+  v1::DeleteAgentResponse ignored;
+  REQUIRE(h.stub().DeleteAgent(AdminHarness::Context().get(), del, &ignored).ok());
+  CHECK(h.live().DeletedAgents() == std::set<std::string>{"edge-9"});
+  // A refused delete (unknown agent) closes nothing.
+  del.set_name("edge-404");
+  CHECK(h.stub().DeleteAgent(AdminHarness::Context().get(), del, &ignored).error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK(h.live().DeletedAgents() == std::set<std::string>{"edge-9"});
+}
+
+TEST_CASE("audit and session lists stay under the response bound and say when they were cut", "[admin][audit]") {
+  AdminHarness h;
+  v1::SessionRecord s;
+  s.set_session_id("s1");
+  s.set_principal("bot");
+  s.set_connection("app");
+  s.set_agent("edge-1");
+  s.set_application_name(std::string(256, 'a'));
+  REQUIRE(h.store().InsertSession(s).ok());
+  // 16 KiB statements, the most an event may store: 400 of them are about 6.5 MiB.
+  std::vector<std::pair<uint64_t, v1::StatementEvent>> events;
+  for (uint64_t seq = 1; seq <= 400; ++seq) {
+    v1::StatementEvent e;
+    e.set_session_id("s1");
+    e.set_time_unix_us(static_cast<int64_t>(seq));
+    e.set_statement(std::string(16 * 1024, 'q'));
+    events.emplace_back(seq, e);
+  }
+  REQUIRE(h.store().InsertStatementEvents("edge-1", "boot", events).ok());
+  v1::ListAuditRequest req;
+  req.set_limit(1000);
+  v1::ListAuditResponse resp;
+  const grpc::Status status = h.stub().ListAudit(AdminHarness::Context().get(), req, &resp);
+  REQUIRE(status.ok());  // a default gRPC client (4 MiB receive limit) reads it
+  CHECK(resp.truncated());
+  CHECK(resp.rows_size() > 100);
+  CHECK(resp.rows_size() < 400);
+  CHECK(resp.ByteSizeLong() <= AdminServiceImpl::kMaxListResponseBytes);
+  CHECK(resp.rows(0).time_unix_us() == 400);  // the newest come first
+
+  req.set_limit(10);
+  resp.Clear();
+  REQUIRE(h.stub().ListAudit(AdminHarness::Context().get(), req, &resp).ok());
+  CHECK_FALSE(resp.truncated());
+  CHECK(resp.rows_size() == 10);
+
+  v1::ListSessionsResponse sessions;
+  REQUIRE(h.stub().ListSessions(AdminHarness::Context().get(), {}, &sessions).ok());
+  CHECK_FALSE(sessions.truncated());
+  CHECK(sessions.sessions_size() == 1);
 }
 
 }  // namespace

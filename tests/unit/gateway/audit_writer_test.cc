@@ -1,4 +1,5 @@
-// The audit writer never acknowledges events it could not store, nor any after them.
+// The audit writer: never acknowledges events it could not store, nor any after them; stores an
+// agent's events only for its own sessions; bounds its queue and pauses readers when full.
 #include <catch2/catch.hpp>
 #include <sqlite3.h>
 #include <unistd.h>
@@ -33,17 +34,49 @@ class Outcomes {
   std::vector<bool> results_;
 };
 
-std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> Events(uint64_t first, uint64_t count) {
-  std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> events;
+pgward::gateway::AgentEvents Events(uint64_t first, uint64_t count, const std::string& session = "s1") {
+  pgward::gateway::AgentEvents events;
   for (uint64_t seq = first; seq < first + count; ++seq) {
     pgward::v1::StatementEvent event;
-    event.set_session_id("s1");
+    event.set_session_id(session);
     event.set_statement("SELECT $1");
     event.set_decision("allowed");
-    events.emplace_back(seq, event);
+    events.statements.emplace_back(seq, event);
   }
   return events;
 }
+
+pgward::v1::SessionRecord SessionOf(const std::string& id, const std::string& agent) {
+  pgward::v1::SessionRecord session;
+  session.set_session_id(id);
+  session.set_principal("alice");
+  session.set_connection("shop");
+  session.set_agent(agent);
+  return session;
+}
+
+// A temporary directory with a file store in it, removed at the end.
+class FileStore {
+ public:
+  explicit FileStore(const std::string& name)
+      : dir_(std::filesystem::temp_directory_path() / ("pgward-" + name + "-" + std::to_string(::getpid()))) {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    auto store = pgward::store::Store::Open(path());
+    REQUIRE(store.ok());
+    store_ = *std::move(store);
+  }
+  ~FileStore() {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  std::string path() const { return (dir_ / "pgward.db").string(); }
+  pgward::store::Store& store() { return *store_; }
+
+ private:
+  std::filesystem::path dir_;
+  std::unique_ptr<pgward::store::Store> store_;
+};
 
 void Exec(const std::string& db, const std::string& sql) {
   sqlite3* handle = nullptr;
@@ -60,21 +93,14 @@ void Exec(const std::string& db, const std::string& sql) {
 }  // namespace
 
 TEST_CASE("after a failed write nothing later in the stream is acked until the agent reconnects", "[audit]") {
-  auto dir = std::filesystem::temp_directory_path() / ("pgward-audit-" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const std::string db = (dir / "pgward.db").string();
-  auto store = pgward::store::Store::Open(db);
-  REQUIRE(store.ok());
-  pgward::v1::SessionRecord session;
-  session.set_session_id("s1");
-  session.set_principal("alice");
-  session.set_connection("shop");
-  session.set_agent("a1");
-  REQUIRE((*store)->InsertSession(session).ok());
+  FileStore files("audit");
+  const std::string db = files.path();
+  pgward::store::Store& store = files.store();
+  REQUIRE(store.InsertSession(SessionOf("s1", "a1")).ok());
 
   Outcomes outcomes;
   {
-    pgward::gateway::AuditWriter writer(**store);
+    pgward::gateway::AuditWriter writer(store);
     writer.StartStream("a1", "boot");
     writer.Submit("a1", "boot", Events(1, 2), outcomes.Next());
     REQUIRE(outcomes.Wait(1) == std::vector<bool>{true});
@@ -94,8 +120,91 @@ TEST_CASE("after a failed write nothing later in the stream is acked until the a
   }
   pgward::v1::ListAuditRequest all;
   all.set_limit(100);
-  auto rows = (*store)->ListAudit(all);
+  auto rows = store.ListAudit(all);
   REQUIRE(rows.ok());
   CHECK(rows->size() == 6);
-  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("events naming another agent's session or no session are refused, counted and acked", "[audit]") {
+  FileStore files("audit-forged");
+  pgward::store::Store& store = files.store();
+  REQUIRE(store.InsertSession(SessionOf("s1", "a1")).ok());
+  REQUIRE(store.InsertSession(SessionOf("s2", "a2")).ok());
+  Outcomes outcomes;
+  {
+    pgward::gateway::AuditWriter writer(store);
+    writer.StartStream("a2", "boot");
+    pgward::gateway::AgentEvents forged = Events(1, 2, "s1");          // a1's session
+    pgward::gateway::AgentEvents unknown = Events(3, 1, "no-such");    // nobody's
+    pgward::gateway::AgentEvents own = Events(4, 1, "s2");             // a2's own
+    forged.statements.insert(forged.statements.end(), unknown.statements.begin(), unknown.statements.end());
+    forged.statements.insert(forged.statements.end(), own.statements.begin(), own.statements.end());
+    pgward::v1::SessionEnded ended;
+    ended.set_session_id("s1");
+    forged.session_ends.emplace_back(5, ended);
+    pgward::v1::SessionEnded never_opened;  // a failed login has no session row: not a forgery
+    never_opened.set_session_id("login-failed");
+    forged.session_ends.emplace_back(6, never_opened);
+    writer.Submit("a2", "boot", std::move(forged), outcomes.Next());
+    // Handled (so the agent's later events are not held up), though not stored.
+    REQUIRE(outcomes.Wait(1) == std::vector<bool>{true});
+    CHECK(writer.refused_events() == 4);
+  }
+  pgward::v1::ListAuditRequest of_s1;
+  of_s1.set_session_id("s1");
+  CHECK(store.ListAudit(of_s1)->empty());
+  pgward::v1::ListAuditRequest of_s2;
+  of_s2.set_session_id("s2");
+  CHECK(store.ListAudit(of_s2)->size() == 1);
+}
+
+TEST_CASE("a full audit queue pauses readers, drops nothing and resumes them once drained", "[audit]") {
+  FileStore files("audit-queue");
+  pgward::store::Store& store = files.store();
+  REQUIRE(store.InsertSession(SessionOf("s1", "a1")).ok());
+
+  // Another connection holds the write lock, so the writer blocks (busy_timeout 5 s) and
+  // everything submitted meanwhile waits in the queue.
+  sqlite3* holder = nullptr;
+  REQUIRE(sqlite3_open(files.path().c_str(), &holder) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(holder, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+
+  std::mutex mu;
+  std::condition_variable cv;
+  int resumed = 0;
+  auto resume = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    ++resumed;
+    cv.notify_all();
+  };
+  Outcomes outcomes;
+  {
+    pgward::gateway::AuditWriter writer(store, pgward::gateway::AuditQueueLimits{10, size_t{1} << 30});
+    writer.StartStream("a1", "boot");
+    CHECK(writer.Submit("a1", "boot", Events(1, 4), outcomes.Next(), resume));
+    CHECK(writer.Submit("a1", "boot", Events(5, 4), outcomes.Next(), resume));
+    // 12 events reach the limit of 10: the reader must wait.
+    CHECK_FALSE(writer.Submit("a1", "boot", Events(9, 4), outcomes.Next(), resume));
+    CHECK(writer.queued_events() == 12);
+    CHECK(writer.queued_bytes() > 0);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      CHECK(resumed == 0);
+    }
+    REQUIRE(sqlite3_exec(holder, "COMMIT", nullptr, nullptr, nullptr) == SQLITE_OK);
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      REQUIRE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return resumed == 1; }));
+    }
+    REQUIRE(outcomes.Wait(3) == std::vector<bool>{true, true, true});
+    CHECK(writer.queued_events() == 0);
+    CHECK(writer.queued_bytes() == 0);
+    // Below the limit again: the next batch reads on at once.
+    CHECK(writer.Submit("a1", "boot", Events(13, 1), outcomes.Next(), resume));
+    REQUIRE(outcomes.Wait(4).size() == 4);
+  }
+  sqlite3_close(holder);
+  pgward::v1::ListAuditRequest all;
+  all.set_limit(100);
+  CHECK(store.ListAudit(all)->size() == 13);
 }

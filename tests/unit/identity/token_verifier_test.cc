@@ -255,5 +255,38 @@ TEST_CASE("principal_claim client_id makes the client id the principal", "[ident
   RequireRefused(h.verifier(), Keys().rsa.Mint("RS256", claims), "principal claim missing");
 }
 
+TEST_CASE("a genuine token whose principal or group name is not plain text is refused", "[identity]") {
+  VerifierHarness h;
+  REQUIRE(h.verifier().Start().ok());
+  const std::string bad = GENERATE(std::string("bot\nINFO frontend: forged"), std::string("bot\x1b[2J"),
+                                   std::string("bot\xe2\x80\xae"), std::string("bot\xc2\x85"));
+  SECTION("in the principal claim") {
+    json claims = ValidClaims(h.now());
+    claims["sub"] = bad;
+    auto result = h.verifier().Verify(Keys().rsa.Mint("RS256", claims));
+    REQUIRE(absl::IsPermissionDenied(result.status()));
+    const std::string message(result.status().message());
+    CHECK(message.find("principal name") != std::string::npos);
+    CHECK(message.find(bad) == std::string::npos);
+  }
+  SECTION("in a group") {
+    json claims = ValidClaims(h.now());
+    claims["groups"] = json::array({"analysts", bad});
+    auto result = h.verifier().Verify(Keys().rsa.Mint("RS256", claims));
+    REQUIRE(absl::IsPermissionDenied(result.status()));
+    CHECK(std::string(result.status().message()).find("group name") != std::string::npos);
+  }
+}
+
+TEST_CASE("empty group names are skipped, not refused", "[identity]") {
+  VerifierHarness h;
+  REQUIRE(h.verifier().Start().ok());
+  json claims = ValidClaims(h.now());
+  claims["groups"] = json::array({"", "analysts"});
+  auto result = h.verifier().Verify(Keys().rsa.Mint("RS256", claims));
+  REQUIRE(result.ok());
+  CHECK(result->groups == std::vector<std::string>{"analysts"});
+}
+
 }  // namespace
 }  // namespace pgward::identity::testing

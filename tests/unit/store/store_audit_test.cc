@@ -178,5 +178,32 @@ TEST_CASE("the default audit limit is 100", "[store][audit]") {
   CHECK(store->ListAudit({})->size() == 100);
 }
 
+TEST_CASE("an agent's events are stored only for the sessions brokered to it", "[store][audit]") {
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("mine", "bot-a", "app", 1000)).ok());  // agent edge-1
+  pgward::v1::SessionRecord theirs = Session("theirs", "bot-b", "app", 1000);
+  theirs.set_agent("edge-2");
+  REQUIRE(store->InsertSession(theirs).ok());
+  const std::string session = GENERATE(std::string("theirs"), std::string("no-such-session"), std::string(""));
+  std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> batch = {
+      {1, Event("mine", 1'000'000, "SELECT 1")}, {2, Event(session, 1'000'100, "DROP TABLE customers")},
+      {3, Event("mine", 1'000'200, "SELECT 2")}};
+  auto inserted = store->InsertStatementEvents("edge-1", "boot", batch);
+  REQUIRE(inserted.ok());
+  CHECK(inserted->stored == 2);
+  CHECK(inserted->refused == std::vector<std::pair<uint64_t, std::string>>{{2, session}});
+  auto replay = store->InsertStatementEvents("edge-1", "boot", batch);
+  REQUIRE(replay.ok());
+  CHECK(replay->replayed == 2);
+  CHECK(replay->refused.size() == 1);
+  auto rows = store->ListAudit({});
+  REQUIRE(rows.ok());
+  REQUIRE(rows->size() == 2);
+  for (const auto& row : *rows) CHECK(row.session_id() == "mine");
+  CHECK(store->ListSessions({})->at(0).statements() + store->ListSessions({})->at(1).statements() == 2);
+  CHECK(store->SessionAgent("theirs").value_or("") == "edge-2");
+  CHECK(absl::IsNotFound(store->SessionAgent("no-such-session").status()));
+}
+
 }  // namespace
 }  // namespace pgward::store

@@ -262,7 +262,7 @@ TEST_CASE("FindGrants matches principal, group, issuer and expiry", "[store][gra
   const std::string group_grant = add("", "analysts", "", 0);
   add("", "admins", "", 0);                      // a group the caller is not in
 
-  auto found = store->FindGrants(idp, "bot", {"analysts", "readers"}, "app", now);
+  auto found = store->FindGrants(idp, "bot", {"analysts", "readers"}, "app", now, /*issuerless_grants_issuer=*/idp);
   REQUIRE(found.ok());
   std::vector<std::string> ids;
   for (const auto& g : *found) ids.push_back(g.id());
@@ -271,12 +271,55 @@ TEST_CASE("FindGrants matches principal, group, issuer and expiry", "[store][gra
   std::sort(expected.begin(), expected.end());
   CHECK(ids == expected);
 
-  auto none = store->FindGrants(idp, "stranger", {}, "app", now);
+  auto none = store->FindGrants(idp, "stranger", {}, "app", now, idp);
   REQUIRE(none.ok());
   CHECK(none->empty());
-  auto later = store->FindGrants(idp, "bot", {}, "app", now + 1);
+  auto later = store->FindGrants(idp, "bot", {}, "app", now + 1, idp);
   REQUIRE(later.ok());
   CHECK(later->size() == 1);  // right_issuer expired; any_issuer remains
+
+  // Several trusted issuers: a grant without one belongs to nobody (fail closed).
+  auto several = store->FindGrants(idp, "bot", {"analysts"}, "app", now, /*issuerless_grants_issuer=*/"");
+  REQUIRE(several.ok());
+  REQUIRE(several->size() == 1);
+  CHECK((*several)[0].id() == right_issuer);
+  // Another trusted issuer's "bot" is someone else: only grants naming that issuer.
+  auto elsewhere = store->FindGrants("https://elsewhere", "bot", {}, "app", now, "");
+  REQUIRE(elsewhere.ok());
+  CHECK(elsewhere->size() == 1);
+  CHECK(store->CountIssuerlessGrants().value_or(-1) == 6);
+}
+
+TEST_CASE("a principal is (issuer, name): the same name from another issuer matches nothing", "[store][grants]") {
+  auto store = OpenOrDie(":memory:");
+  REQUIRE(store->CreateAgent("edge", "h").ok());
+  REQUIRE(store->CreateConnection(MakeConnection("app", "edge"), "").ok());
+  const std::string idp1 = "https://one.example", idp2 = "https://two.example";
+  pgward::v1::Grant bot = PrincipalGrant("bot-a", "app");
+  bot.set_issuer(idp1);
+  REQUIRE(store->CreateGrant(bot).ok());
+  pgward::v1::Grant group = PrincipalGrant("", "app");
+  group.set_group("ops");
+  group.set_issuer(idp1);
+  REQUIRE(store->CreateGrant(group).ok());
+
+  struct Case {
+    std::string issuer, principal, group, implied;
+    size_t matches;
+  };
+  const Case c = GENERATE(Case{"https://one.example", "bot-a", "", "", 1},
+                          Case{"https://two.example", "bot-a", "", "", 0},
+                          Case{"https://two.example", "bot-a", "", "https://two.example", 0},
+                          Case{"https://one.example", "x", "ops", "", 1},
+                          Case{"https://two.example", "x", "ops", "", 0},
+                          Case{"", "bot-a", "ops", "", 0});
+  INFO(c.issuer << " " << c.principal << " " << c.group);
+  auto found = store->FindGrants(c.issuer, c.principal, c.group.empty() ? std::vector<std::string>{}
+                                                                        : std::vector<std::string>{c.group},
+                                 "app", 1, c.implied);
+  REQUIRE(found.ok());
+  CHECK(found->size() == c.matches);
+  (void)idp2;
 }
 
 }  // namespace
