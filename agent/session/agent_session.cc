@@ -4,10 +4,11 @@
 
 #include <array>
 #include <chrono>
-#include <regex>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "agent/session/session_stream.h"
+#include "agent/inspect/literals.h"
 #include "agent/session/statement_policy.h"
 #include "agent/upstream/credential_resolver.h"
 #include "common/pgwire/messages.h"
@@ -38,30 +39,11 @@ const char* StateName(AgentSession::State state) {
   return "?";
 }
 
-// Drivers set application_name after login (pgJDBC sends SET application_name = '...').
-// Refusing would break them; letting it through would lose the attribution. Such a SET is
-// rewritten to set the value pgward owns, so the driver sees success and Postgres keeps
-// pgward:<principal>. Only this exact shape qualifies; every other change stays refused.
-bool IsPlainApplicationNameSet(const inspect::AnalyzedStatement& statement) {
-  static const std::regex kShape(R"(^\s*set\s+(session\s+)?application_name\s*(=|to)\s*\$1\s*;?\s*$)",
-                                 std::regex::icase);
-  return statement.parsed && statement.tampers_identity && std::regex_match(statement.normalized, kShape);
-}
-
-std::string QuoteLiteral(std::string_view value) {
-  std::string quoted = "'";
-  for (char c : value) {
-    quoted.push_back(c);
-    if (c == '\'') quoted.push_back('\'');
-  }
-  quoted.push_back('\'');
-  return quoted;
-}
-
 }  // namespace
 
 // Frontend messages (caller -> Postgres): every statement is analyzed and checked before it
-// is appended to the bytes bound upstream; refused ones never leave the agent.
+// is appended to the bytes bound upstream; refused ones never leave the agent. The decisions
+// are statement_policy's; this class applies them to the protocol flow.
 class AgentSession::FrontendHandler : public pgwire::MessageHandler {
  public:
   explicit FrontendHandler(AgentSession& s) : s_(s) {}
@@ -73,35 +55,44 @@ class AgentSession::FrontendHandler : public pgwire::MessageHandler {
       case 'Q': {
         auto sql = pgwire::DecodeQuery(msg.body);
         if (!sql.ok()) return sql.status();
+        StartRoundTrip(out);
         auto statements = s_.deps_.analyzer->AnalyzeQuery(*sql);
-        if (statements.size() == 1 && IsPlainApplicationNameSet(*statements[0])) {
+        if (statements.size() == 1 && statements[0]->plain_application_name_set) {
           s_.tracker_.OnQuery(std::move(statements));
-          pgwire::AppendQuery(out, s_.OwnedApplicationNameSet());
+          pgwire::AppendQuery(out, OwnedApplicationNameSet(s_.grant_.principal()));
+          EndRoundTrip(out, /*ran=*/false, /*may_copy_in=*/false);
           return absl::OkStatus();
         }
+        bool may_copy_in = false;
         for (const auto& statement : statements) {
           PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
           if (!decision.allowed) {
             // A Sync in place of the Query yields a ReadyForQuery at exactly the point the
             // caller expects one; the refusal is written just before it.
-            s_.EmitDenied(*statement, false, decision.reason);
-            s_.tracker_.OnSync(Refusal(decision.reason));
+            s_.EmitDenied(*statement, false, decision);
+            s_.tracker_.OnSync(Refusal(decision));
             pgwire::AppendSync(out);
+            EndRoundTrip(out, /*ran=*/false, /*may_copy_in=*/false);
             return absl::OkStatus();
           }
+          may_copy_in |= statement->statement_class == inspect::StatementClass::kCopyIn;
         }
+        const bool ran = !statements.empty();
         s_.tracker_.OnQuery(std::move(statements));
-        break;
+        out.append(msg.raw);
+        EndRoundTrip(out, ran, may_copy_in);
+        return absl::OkStatus();
       }
       case 'P': {
         auto parse = pgwire::DecodeParse(msg.body);
         if (!parse.ok()) return parse.status();
+        StartRoundTrip(out);
         auto statement = s_.deps_.analyzer->AnalyzeParse(parse->query);
-        if (parse->param_type_count == 0 && IsPlainApplicationNameSet(*statement)) {
+        if (parse->param_type_count == 0 && statement->plain_application_name_set) {
           s_.tracker_.OnParse(parse->statement, std::move(statement));
           size_t at = pgwire::BeginMessage(out, 'P');
           pgwire::AppendCString(out, parse->statement);
-          pgwire::AppendCString(out, s_.OwnedApplicationNameSet());
+          pgwire::AppendCString(out, OwnedApplicationNameSet(s_.grant_.principal()));
           pgwire::AppendInt16(out, 0);
           pgwire::FinishMessage(out, at);
           return absl::OkStatus();
@@ -109,9 +100,9 @@ class AgentSession::FrontendHandler : public pgwire::MessageHandler {
         PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
         if (!decision.allowed) {
           // Extended protocol: like a server error, skip everything up to the next Sync.
-          s_.EmitDenied(*statement, true, decision.reason);
+          s_.EmitDenied(*statement, true, decision);
           s_.discard_until_sync_ = true;
-          s_.refusal_ = Refusal(decision.reason);
+          s_.refusal_ = Refusal(decision);
           return absl::OkStatus();
         }
         s_.tracker_.OnParse(parse->statement, std::move(statement));
@@ -120,13 +111,16 @@ class AgentSession::FrontendHandler : public pgwire::MessageHandler {
       case 'B': {
         auto bind = pgwire::DecodeBind(msg.body);
         if (!bind.ok()) return bind.status();
+        StartRoundTrip(out);
         s_.tracker_.OnBind(bind->portal, bind->statement);
+        s_.batch_ran_ = true;  // binding can run code: domain checks, planning-time function calls
         break;
       }
       case 'D':
       case 'C': {
         auto target = pgwire::DecodeDescribeOrClose(msg.body);
         if (!target.ok()) return target.status();
+        StartRoundTrip(out);
         if (msg.type == 'D') {
           s_.tracker_.OnDescribe(target->kind, target->name);
         } else {
@@ -137,20 +131,29 @@ class AgentSession::FrontendHandler : public pgwire::MessageHandler {
       case 'E': {
         auto execute = pgwire::DecodeExecute(msg.body);
         if (!execute.ok()) return execute.status();
+        StartRoundTrip(out);
         s_.tracker_.OnExecute(execute->portal);
+        s_.batch_ran_ = true;
         break;
       }
-      case 'S':
+      case 'S': {
         s_.tracker_.OnSync(std::exchange(s_.refusal_, {}));
         s_.discard_until_sync_ = false;
-        break;
+        out.append(msg.raw);
+        const bool ran = std::exchange(s_.batch_ran_, false);
+        // COPY FROM STDIN may be running: the server ignores this Sync and would take a Query
+        // inside the copy for a protocol error, so a grant with copy_in checks at the next start.
+        EndRoundTrip(out, ran, /*may_copy_in=*/s_.check_after_copy_);
+        return absl::OkStatus();
+      }
       case 'F': {
         // Fast-path calls name a function by OID, invisible to statement policy.
         inspect::AnalyzedStatement call;
         call.text = "<fast-path function call>";
-        const std::string reason = "fast-path function calls are not allowed through pgward";
-        s_.EmitDenied(call, true, reason);
-        s_.tracker_.OnSync(Refusal(reason));
+        PolicyDecision decision{false, std::string(pgwire::sqlstate::kInsufficientPrivilege),
+                                "fast-path function calls are not allowed through pgward"};
+        s_.EmitDenied(call, true, decision);
+        s_.tracker_.OnSync(Refusal(decision));
         pgwire::AppendSync(out);
         return absl::OkStatus();
       }
@@ -184,15 +187,26 @@ class AgentSession::FrontendHandler : public pgwire::MessageHandler {
   }
 
  private:
-  std::string Refusal(const std::string& reason) {
-    std::string error;
-    pgwire::AppendErrorResponse(
-        error, "ERROR", pgwire::sqlstate::kInsufficientPrivilege,
-        absl::StrCat("pgward: statement refused: ", reason),
-        absl::StrCat("principal \"", s_.grant_.principal(), "\" on connection \"",
-                     s_.grant_.connection(), "\""),
-        "ask a pgward administrator for a grant that covers this statement");
-    return error;
+  std::string Refusal(const PolicyDecision& decision) const {
+    return BuildRefusal(decision, s_.grant_.principal(), s_.grant_.connection());
+  }
+
+  // The first message of a round trip: an identity check still owed runs before it.
+  void StartRoundTrip(std::string& out) {
+    if (s_.at_round_trip_start_ && s_.check_owed_) s_.AppendIdentityCheck(out);
+    s_.at_round_trip_start_ = false;
+  }
+
+  // After a Query or Sync: if statements ran and the grant allows code, check the identity
+  // settings now, or before the next round trip when a COPY FROM STDIN may be under way.
+  void EndRoundTrip(std::string& out, bool ran, bool may_copy_in) {
+    s_.at_round_trip_start_ = true;
+    if (!ran || !s_.check_identity_) return;
+    if (may_copy_in) {
+      s_.check_owed_ = true;
+    } else {
+      s_.AppendIdentityCheck(out);
+    }
   }
 
   AgentSession& s_;
@@ -205,6 +219,10 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
   explicit BackendHandler(AgentSession& s) : s_(s) {}
 
   absl::Status OnMessage(const pgwire::MessageView& msg) override {
+    if (!s_.pending_fatal_.empty()) return absl::OkStatus();  // ending: see EndWithFatal
+    if (s_.tracker_.AgentQueryAtHead()) {
+      if (std::optional<absl::Status> mine = OnIdentityCheckMessage(msg)) return *mine;
+    }
     std::string& out = *s_.stream_->outgoing().mutable_data();
     inspect::StatementTracker& tracker = s_.tracker_;
     absl::Status status;
@@ -258,17 +276,69 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
     return absl::OkStatus();
   }
 
-  absl::Status OnStreamedHeader(char, uint32_t, std::string_view header_raw) override {
+  absl::Status OnStreamedHeader(char type, uint32_t body_length, std::string_view header_raw) override {
+    if (!s_.pending_fatal_.empty()) return absl::OkStatus();
+    if (type == 'D' && s_.tracker_.AgentQueryAtHead()) {  // a row of the identity check
+      check_row_active_ = true;
+      check_row_oversized_ = body_length > inspect::IdentityCheck::kMaxValueBytes;
+      check_row_.clear();
+      return absl::OkStatus();
+    }
+    s_.delivered_on_boundary_ = false;
     s_.stream_->outgoing().mutable_data()->append(header_raw);
     return absl::OkStatus();
   }
-  absl::Status OnStreamedBody(std::string_view chunk, bool) override {
+  absl::Status OnStreamedBody(std::string_view chunk, bool last) override {
+    if (!s_.pending_fatal_.empty()) return absl::OkStatus();
+    if (check_row_active_) {
+      if (!check_row_oversized_) check_row_.append(chunk);
+      if (!last) return absl::OkStatus();
+      check_row_active_ = false;
+      if (check_row_oversized_) {
+        s_.identity_check_.OnOversizedRow();
+        return absl::OkStatus();
+      }
+      return s_.identity_check_.OnDataRow(check_row_);
+    }
     s_.stream_->outgoing().mutable_data()->append(chunk);
+    if (last) s_.delivered_on_boundary_ = true;
     return absl::OkStatus();
   }
 
  private:
+  // The answer to the agent's identity check stays in the agent. nullopt: not part of it
+  // (ParameterStatus and NotificationResponse are asynchronous; a FATAL is for the caller).
+  std::optional<absl::Status> OnIdentityCheckMessage(const pgwire::MessageView& msg) {
+    switch (msg.type) {
+      case 'T':
+      case 'C':
+      case 'N':
+      case 'I':
+        return absl::OkStatus();
+      case 'E': {
+        auto fields = pgwire::DecodeErrorOrNotice(msg.body);
+        if (!fields.ok()) return fields.status();
+        if (fields->severity == "FATAL" || fields->severity == "PANIC") return std::nullopt;
+        s_.identity_check_.OnError();
+        return absl::OkStatus();
+      }
+      case 'Z': {
+        auto ready = pgwire::DecodeReadyForQuery(msg.body);
+        if (!ready.ok()) return ready.status();
+        auto injected = s_.tracker_.OnReadyForQuery(*ready);
+        if (!injected.ok()) return injected.status();
+        s_.OnIdentityCheckDone();
+        return absl::OkStatus();
+      }
+      default:
+        return std::nullopt;
+    }
+  }
+
   AgentSession& s_;
+  std::string check_row_;  // a DataRow of the identity check, collected across reads
+  bool check_row_active_ = false;
+  bool check_row_oversized_ = false;
 };
 
 AgentSession::AgentSession(asio::any_io_executor strand, pgward::v1::SessionGrant grant, SessionDeps deps)
@@ -276,7 +346,10 @@ AgentSession::AgentSession(asio::any_io_executor strand, pgward::v1::SessionGran
       grant_(std::move(grant)),
       deps_(std::move(deps)),
       frontend_reader_(pgwire::Direction::kFrontend, deps_.max_message_bytes),
-      backend_reader_(pgwire::Direction::kBackend, deps_.max_message_bytes) {}
+      backend_reader_(pgwire::Direction::kBackend, deps_.max_message_bytes),
+      identity_check_({grant_.principal(), grant_.session_id(), "pgward:" + grant_.principal()}),
+      check_identity_(AllowsClass(grant_.policy(), inspect::StatementClass::kProcedure)),
+      check_after_copy_(AllowsClass(grant_.policy(), inspect::StatementClass::kCopyIn)) {}
 
 AgentSession::~AgentSession() = default;
 
@@ -432,18 +505,25 @@ asio::awaitable<void> AgentSession::UpstreamToGateway() {
                                   "pgward: the database sent a message pgward cannot relay; the session was closed");
       break;
     }
-    if (frame.data().empty()) continue;
-    frame.set_message_boundary(backend_reader_.AtMessageBoundary());
-    if (!co_await stream_->Write()) {
-      if (end_reason_.empty()) end_reason_ = "client_disconnect";
-      break;
+    if (!frame.data().empty()) {
+      frame.set_message_boundary(backend_reader_.AtMessageBoundary());
+      if (!co_await stream_->Write()) {
+        if (end_reason_.empty()) end_reason_ = "client_disconnect";
+        break;
+      }
     }
+    if (!pending_fatal_.empty()) break;  // EndWithFatal: what came before it is delivered
   }
   CloseUpstream();
   auto& last = stream_->outgoing();
   last.Clear();
-  if (!fatal.empty() && backend_reader_.AtMessageBoundary()) last.set_data(fatal);
-  last.set_message_boundary(backend_reader_.AtMessageBoundary());
+  if (!pending_fatal_.empty()) {
+    if (delivered_on_boundary_) last.set_data(pending_fatal_);
+    last.set_message_boundary(delivered_on_boundary_);
+  } else {
+    if (!fatal.empty() && backend_reader_.AtMessageBoundary()) last.set_data(fatal);
+    last.set_message_boundary(backend_reader_.AtMessageBoundary());
+  }
   last.set_end_reason(end_reason_.empty() ? "upstream_closed" : end_reason_);
   if (co_await stream_->Write()) co_await stream_->CloseWrites();
 }
@@ -454,7 +534,7 @@ void AgentSession::EmitRecords() {
     event.set_command_tag(record.command_tag);
     event.set_rows(record.rows);
     event.set_sqlstate(record.sqlstate);
-    event.set_error(record.error);
+    event.set_error(ErrorText(record.error, record.sqlstate, record.statement.get()));
     event.set_duration_us(record.duration_us);
     event.set_decision("allowed");
     deps_.sink->EmitStatement(std::move(event));
@@ -476,10 +556,11 @@ pgward::v1::StatementEvent AgentSession::NewEvent(const inspect::AnalyzedStateme
 }
 
 void AgentSession::EmitDenied(const inspect::AnalyzedStatement& statement, bool extended,
-                              const std::string& error) {
+                              const PolicyDecision& decision) {
   pgward::v1::StatementEvent event = NewEvent(&statement, extended, NowMicros());
   event.set_rows(-1);
-  event.set_sqlstate(std::string(pgwire::sqlstate::kInsufficientPrivilege));
+  event.set_sqlstate(decision.sqlstate);
+  const std::string error = ErrorText(decision.reason, decision.sqlstate, &statement);
   event.set_error(error);
   event.set_decision("denied");
   deps_.sink->EmitStatement(std::move(event));
@@ -491,11 +572,53 @@ void AgentSession::EmitDenied(const inspect::AnalyzedStatement& statement, bool 
 std::string AgentSession::StatementText(const inspect::AnalyzedStatement& statement) const {
   if (grant_.policy().capture_literals()) return statement.text;
   if (statement.parsed) return statement.normalized;
+  switch (statement.limit) {
+    case inspect::AnalysisLimit::kTooLarge: return "<statement too large to analyze>";
+    case inspect::AnalysisLimit::kTooComplex: return "<statement nested too deeply to analyze>";
+    case inspect::AnalysisLimit::kNoResources: return "<statement not analyzed>";
+    case inspect::AnalysisLimit::kNone: break;
+  }
   return statement.text.empty() ? std::string() : "<statement that did not parse>";
 }
 
-std::string AgentSession::OwnedApplicationNameSet() const {
-  return "SET application_name = " + QuoteLiteral("pgward:" + grant_.principal());
+// Server errors echo values ("invalid input syntax for type integer: \"ssn-...\""), and so do
+// syntax errors in refusals: the same literal rule as StatementText.
+std::string AgentSession::ErrorText(std::string_view message, std::string_view sqlstate,
+                                    const inspect::AnalyzedStatement* statement) const {
+  if (message.empty() || grant_.policy().capture_literals()) return std::string(message);
+  return inspect::RedactErrorMessage(message, sqlstate, statement != nullptr ? statement->normalized : "");
+}
+
+void AgentSession::AppendIdentityCheck(std::string& out) {
+  if (!tracker_.OnAgentQuery()) {  // the server would discard it: try again at the next round trip
+    check_owed_ = true;
+    return;
+  }
+  pgwire::AppendQuery(out, inspect::IdentityCheck::QueryText());
+  check_owed_ = false;
+}
+
+void AgentSession::OnIdentityCheckDone() {
+  const inspect::IdentityCheck::Verdict verdict = identity_check_.Finish();
+  identity_check_.Begin();
+  switch (verdict) {
+    case inspect::IdentityCheck::Verdict::kIntact:
+      break;
+    case inspect::IdentityCheck::Verdict::kUnknown:
+      check_owed_ = true;  // e.g. 25P02 in an aborted transaction, which cannot keep a change anyway
+      break;
+    case inspect::IdentityCheck::Verdict::kIdentityChanged:
+      EndWithFatal(pgwire::sqlstate::kAdminShutdown,
+                   "pgward: the session's identity settings were changed by code it ran; the session was ended",
+                   "identity_changed");
+      break;
+    case inspect::IdentityCheck::Verdict::kLexingChanged:
+      EndWithFatal(pgwire::sqlstate::kAdminShutdown,
+                   "pgward: the session's SQL parsing settings (standard_conforming_strings, client_encoding) were "
+                   "changed by code it ran; the session was ended",
+                   "lexing_changed");
+      break;
+  }
 }
 
 void AgentSession::CloseUpstream() {
@@ -515,6 +638,16 @@ void AgentSession::Cancel() {
         },
         asio::detached);
   });
+}
+
+void AgentSession::EndWithFatal(std::string_view sqlstate, std::string_view message, std::string_view end_reason) {
+  if (!pending_fatal_.empty()) return;
+  pgwire::AppendErrorResponse(pending_fatal_, "FATAL", sqlstate, message);
+  if (end_reason_.empty()) end_reason_ = std::string(end_reason);
+  Log(LogLevel::kWarn, "session", id(), " ending (", end_reason, ") for ", grant_.principal(), ": ", message);
+  // Stops UpstreamToGateway: at once if it is waiting for the server, else after the bytes it is
+  // handling now (the backend handler drops everything after this point).
+  CloseUpstream();
 }
 
 void AgentSession::Stop(std::string reason) {

@@ -6,10 +6,13 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <string_view>
 
+#include "agent/inspect/identity_check.h"
 #include "agent/inspect/sql_analyzer.h"
 #include "agent/inspect/statement_tracker.h"
 #include "agent/session/session_stream.h"
+#include "agent/session/statement_policy.h"
 #include "agent/upstream/tls_contexts.h"
 #include "agent/upstream/upstream_login.h"
 #include "common/pgwire/message_reader.h"
@@ -58,6 +61,10 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   void Cancel();
   // Ends the session (revoke, kill, agent shutdown).
   void Stop(std::string reason);
+  // Ends the session from inside its relay (on the strand): the caller gets what was relayed so
+  // far, then a FATAL ErrorResponse with `sqlstate` and `message`, and the session ends with
+  // `end_reason`. Nothing the server sends afterwards reaches the caller.
+  void EndWithFatal(std::string_view sqlstate, std::string_view message, std::string_view end_reason);
 
  private:
   class FrontendHandler;
@@ -72,10 +79,17 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // The fields every statement event of this session shares.
   pgward::v1::StatementEvent NewEvent(const inspect::AnalyzedStatement* statement, bool extended,
                                       int64_t time_unix_us) const;
-  void EmitDenied(const inspect::AnalyzedStatement& statement, bool extended, const std::string& error);
+  void EmitDenied(const inspect::AnalyzedStatement& statement, bool extended, const PolicyDecision& decision);
   std::string StatementText(const inspect::AnalyzedStatement& statement) const;
+  // What the audit keeps of an error message: redacted unless the grant captures literals.
+  std::string ErrorText(std::string_view message, std::string_view sqlstate,
+                        const inspect::AnalyzedStatement* statement) const;
   void CloseUpstream();
-  std::string OwnedApplicationNameSet() const;
+  // Appends the identity check (the agent's own Query) to the bytes bound upstream, if the
+  // server will run it; otherwise leaves it owed.
+  void AppendIdentityCheck(std::string& out);
+  // The identity check's ReadyForQuery arrived: act on its verdict.
+  void OnIdentityCheckDone();
 
   asio::any_io_executor strand_;
   pgward::v1::SessionGrant grant_;
@@ -92,6 +106,17 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::string refusal_;               // the ErrorResponse owed at the next Sync
   bool client_terminated_ = false;
   std::string end_reason_;
+  // Identity check, for sessions whose grant allows caller-supplied code (see identity_check.h).
+  inspect::IdentityCheck identity_check_;
+  bool check_identity_ = false;       // the grant allows the procedure class
+  bool check_after_copy_ = false;     // the grant allows COPY FROM STDIN: check before the next round trip
+  bool check_owed_ = false;           // a check is due before the caller's next round trip
+  bool at_round_trip_start_ = true;   // the last caller message ended a round trip (Query or Sync)
+  bool batch_ran_ = false;            // the extended batch so far has a Bind or Execute
+  // EndWithFatal: the ErrorResponse still to send, and whether what reached the caller so far
+  // ends on a message boundary.
+  std::string pending_fatal_;
+  bool delivered_on_boundary_ = true;
   std::atomic<bool> stopping_{false};
 };
 
