@@ -1,7 +1,7 @@
 # The agent's own code: control stream, sessions, upstream login, and the binary.
 add_library(pgward_agent_core STATIC
   control/control_client.cc control/event_queue.cc control/session_manager.cc
-  session/agent_session.cc session/statement_policy.cc
+  session/agent_session.cc session/statement_gate.cc session/statement_policy.cc
   upstream/credential_resolver.cc upstream/tls_contexts.cc upstream/upstream_login.cc)
 pgward_target_defaults(pgward_agent_core)
 target_link_libraries(pgward_agent_core PUBLIC pgward_proto pgward_inspect pgward_pgwire pgward_crypto
