@@ -7,7 +7,11 @@ namespace pgward::inspect {
 namespace {
 
 void* Trampoline(void* arg) {
-  (*static_cast<absl::FunctionRef<void()>*>(arg))();
+  try {
+    (*static_cast<absl::FunctionRef<void()>*>(arg))();
+  } catch (...) {
+    // Nothing may escape a thread; the caller sees that `fn` did not finish its work.
+  }
   return nullptr;
 }
 

@@ -11,7 +11,8 @@ namespace pgward::inspect {
 
 // Returns false if the thread could not be started (the function did not run). The stack is
 // reserved, not committed: only the pages a deep statement touches cost memory, and they are
-// returned when the thread ends. `fn` must not throw.
+// returned when the thread ends. An exception from `fn` is swallowed on that thread: callers
+// detect an unfinished `fn` themselves (SqlAnalyzer fails closed).
 bool RunWithStack(size_t stack_bytes, absl::FunctionRef<void()> fn);
 
 }  // namespace pgward::inspect

@@ -121,7 +121,7 @@ AnalyzedStatementPtr Analyze(const ParsedStatement& parsed) {
 // from the parse tree's stmt_location/stmt_len, the same ones pg_query_split_with_parser reports,
 // so one parse serves both splitting and classification. The tree's size and depth are checked
 // before anything walks it. Runs on a stack big enough for `sql` (see AnalyzerLimits).
-std::vector<AnalyzedStatementPtr> ParseAndAnalyze(const std::string& sql, const AnalyzerLimits& limits) {
+std::vector<AnalyzedStatementPtr> ParseAndAnalyzeOrThrow(const std::string& sql, const AnalyzerLimits& limits) {
   std::vector<AnalyzedStatementPtr> out;
   PgQueryParseResult result = pg_query_parse(sql.c_str());
   std::vector<ParsedStatement> parsed;
@@ -154,6 +154,15 @@ std::vector<AnalyzedStatementPtr> ParseAndAnalyze(const std::string& sql, const 
   pg_query_free_parse_result(result);
   for (const auto& p : parsed) out.push_back(Analyze(p));
   return out;
+}
+
+// Never throws (it may run on a thread of its own): a tree nlohmann cannot read is unparsed.
+std::vector<AnalyzedStatementPtr> ParseAndAnalyze(const std::string& sql, const AnalyzerLimits& limits) {
+  try {
+    return ParseAndAnalyzeOrThrow(sql, limits);
+  } catch (const std::exception&) {
+    return {Unparsed(sql, "the parse tree could not be read")};
+  }
 }
 
 }  // namespace
@@ -191,9 +200,12 @@ std::vector<AnalyzedStatementPtr> SqlAnalyzer::Analyze(std::string_view sql) con
   }
   const std::string owned(sql);  // libpg_query needs a NUL-terminated string
   if (owned.size() <= limits_.inline_bytes) return ParseAndAnalyze(owned, limits_);
-  if (!RunWithStack(limits_.large_stack_bytes, [&] { out = ParseAndAnalyze(owned, limits_); })) {
-    out.assign(1, OverLimit(sql, AnalysisLimit::kNoResources));
-  }
+  bool done = false;
+  const bool ran = RunWithStack(limits_.large_stack_bytes, [&] {
+    out = ParseAndAnalyze(owned, limits_);
+    done = true;
+  });
+  if (!ran || !done) out.assign(1, OverLimit(sql, AnalysisLimit::kNoResources));
   return out;
 }
 
