@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
+#include "agent/inspect/literals.h"
+#include "agent/inspect/run_with_stack.h"
 #include "agent/inspect/statement_classifier.h"
 
 namespace pgward::inspect {
@@ -28,11 +30,36 @@ constexpr std::array<std::pair<StatementClass, std::string_view>, 11> kClassName
     {StatementClass::kUnknown, "unknown"},
 }};
 
+constexpr size_t kLimitedTextBytes = 256;  // what an over-limit statement keeps of its text
+
 // absl::string_view is not std::string_view in this Abseil build, so trim locally.
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && absl::ascii_isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
   while (!s.empty() && absl::ascii_isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
   return s;
+}
+
+// The deepest nesting of objects and arrays in a JSON text, counted without building it.
+size_t JsonDepth(std::string_view text) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
 }
 
 // One statement of a parsed string: its text slice and its parse tree.
@@ -41,38 +68,13 @@ struct ParsedStatement {
   nlohmann::json tree;
 };
 
-// Parses with the real Postgres grammar. Statement boundaries come from the parse tree's
-// stmt_location/stmt_len, the same ones pg_query_split_with_parser reports, so one parse
-// serves both splitting and classification. nullopt if the string does not parse.
-std::optional<std::vector<ParsedStatement>> Parse(const std::string& sql) {
-  PgQueryParseResult result = pg_query_parse(sql.c_str());
-  std::optional<std::vector<ParsedStatement>> out;
-  if (result.error == nullptr && result.parse_tree != nullptr) {
-    nlohmann::json tree = nlohmann::json::parse(result.parse_tree, nullptr, /*allow_exceptions=*/false);
-    auto stmts = tree.is_object() ? tree.find("stmts") : tree.end();
-    if (tree.is_object() && stmts != tree.end() && stmts->is_array()) {
-      out.emplace();
-      for (auto& entry : *stmts) {
-        if (!entry.is_object()) continue;
-        size_t location = entry.value("stmt_location", size_t{0});
-        size_t length = entry.value("stmt_len", size_t{0});
-        if (location > sql.size()) location = sql.size();
-        if (length == 0 || location + length > sql.size()) length = sql.size() - location;  // 0: to the end
-        auto stmt = entry.find("stmt");
-        out->push_back({std::string_view(sql).substr(location, length),
-                        stmt == entry.end() ? nlohmann::json() : std::move(*stmt)});
-      }
-    }
-  }
-  pg_query_free_parse_result(result);
-  return out;
-}
-
 std::string Normalize(const std::string& text) {
   PgQueryNormalizeResult result = pg_query_normalize(text.c_str());
   std::string out = result.error == nullptr && result.normalized_query != nullptr ? result.normalized_query : "";
   pg_query_free_normalize_result(result);
-  return out;
+  if (out.empty()) return out;
+  // pg_query_normalize leaves the constants of many utility statements in place.
+  return ReplaceRemainingLiterals(out).value_or("");
 }
 
 std::string Fingerprint(const std::string& text) {
@@ -82,9 +84,17 @@ std::string Fingerprint(const std::string& text) {
   return out;
 }
 
-AnalyzedStatementPtr Unparsed(std::string_view sql) {
+AnalyzedStatementPtr Unparsed(std::string_view sql, std::string parse_error) {
   auto s = std::make_shared<AnalyzedStatement>();
   s->text = std::string(Trim(sql));
+  s->parse_error = std::move(parse_error);
+  return s;
+}
+
+AnalyzedStatementPtr OverLimit(std::string_view sql, AnalysisLimit limit) {
+  auto s = std::make_shared<AnalyzedStatement>();
+  s->text = std::string(Trim(sql).substr(0, kLimitedTextBytes));
+  s->limit = limit;
   return s;
 }
 
@@ -96,29 +106,63 @@ AnalyzedStatementPtr Analyze(const ParsedStatement& parsed) {
   s->fingerprint = Fingerprint(s->text);
   Classification c = ClassifyStatement(parsed.tree);
   s->statement_class = c.statement_class;
+  s->required_classes = c.required_classes;
+  s->class_note = std::move(c.class_note);
   s->tampers_identity = c.tampers_identity;
   s->changes_read_only = c.changes_read_only;
+  s->changes_lexing = c.changes_lexing;
+  s->monitoring = std::move(c.monitoring);
+  s->plain_application_name_set = c.plain_application_name_set;
   s->deallocate_name = std::move(c.deallocate_name);
   return s;
 }
 
-std::vector<AnalyzedStatementPtr> AnalyzeUncached(std::string_view sql) {
+// Parses with the real Postgres grammar and analyzes each statement. Statement boundaries come
+// from the parse tree's stmt_location/stmt_len, the same ones pg_query_split_with_parser reports,
+// so one parse serves both splitting and classification. The tree's size and depth are checked
+// before anything walks it. Runs on a stack big enough for `sql` (see AnalyzerLimits).
+std::vector<AnalyzedStatementPtr> ParseAndAnalyzeOrThrow(const std::string& sql, const AnalyzerLimits& limits) {
   std::vector<AnalyzedStatementPtr> out;
-  if (Trim(sql).empty()) return out;
-  std::string owned(sql);  // libpg_query needs a NUL-terminated string
-  // An embedded NUL cannot reach Postgres intact (the Query message is a C string): the text
-  // after it would be invisible to the parser but not to us, so refuse to call it parsed.
-  if (owned.find('\0') != std::string::npos) {
-    out.push_back(Unparsed(sql));
-    return out;
+  PgQueryParseResult result = pg_query_parse(sql.c_str());
+  std::vector<ParsedStatement> parsed;
+  if (result.error != nullptr || result.parse_tree == nullptr) {
+    out.push_back(Unparsed(sql, result.error != nullptr && result.error->message != nullptr
+                                    ? result.error->message
+                                    : "the statement could not be parsed"));
+  } else if (std::string_view tree(result.parse_tree); JsonDepth(tree) > limits.max_tree_depth) {
+    out.push_back(OverLimit(sql, AnalysisLimit::kTooComplex));
+  } else if (tree.size() > limits.max_tree_bytes) {
+    out.push_back(OverLimit(sql, AnalysisLimit::kTooLarge));
+  } else {
+    nlohmann::json root = nlohmann::json::parse(tree, nullptr, /*allow_exceptions=*/false);
+    auto stmts = root.is_object() ? root.find("stmts") : root.end();
+    if (!root.is_object() || stmts == root.end() || !stmts->is_array()) {
+      out.push_back(Unparsed(sql, "the parse tree could not be read"));
+    } else {
+      for (auto& entry : *stmts) {
+        if (!entry.is_object()) continue;
+        size_t location = entry.value("stmt_location", size_t{0});
+        size_t length = entry.value("stmt_len", size_t{0});
+        if (location > sql.size()) location = sql.size();
+        if (length == 0 || location + length > sql.size()) length = sql.size() - location;  // 0: to the end
+        auto stmt = entry.find("stmt");
+        parsed.push_back({std::string_view(sql).substr(location, length),
+                          stmt == entry.end() ? nlohmann::json() : std::move(*stmt)});
+      }
+    }
   }
-  auto parsed = Parse(owned);
-  if (!parsed.has_value()) {
-    out.push_back(Unparsed(sql));
-    return out;
-  }
-  for (const auto& p : *parsed) out.push_back(Analyze(p));
+  pg_query_free_parse_result(result);
+  for (const auto& p : parsed) out.push_back(Analyze(p));
   return out;
+}
+
+// Never throws (it may run on a thread of its own): a tree nlohmann cannot read is unparsed.
+std::vector<AnalyzedStatementPtr> ParseAndAnalyze(const std::string& sql, const AnalyzerLimits& limits) {
+  try {
+    return ParseAndAnalyzeOrThrow(sql, limits);
+  } catch (const std::exception&) {
+    return {Unparsed(sql, "the parse tree could not be read")};
+  }
 }
 
 }  // namespace
@@ -131,13 +175,39 @@ std::string_view StatementClassName(StatementClass c) {
 }
 
 std::optional<StatementClass> StatementClassFromName(std::string_view name) {
+  if (name == "code") return StatementClass::kProcedure;
   for (const auto& [value, known] : kClassNames) {
     if (known == name) return value;
   }
   return std::nullopt;
 }
 
-SqlAnalyzer::SqlAnalyzer(size_t cache_entries) : query_cache_(cache_entries), parse_cache_(cache_entries) {}
+SqlAnalyzer::SqlAnalyzer(size_t cache_entries, AnalyzerLimits limits)
+    : limits_(limits), query_cache_(cache_entries), parse_cache_(cache_entries) {}
+
+std::vector<AnalyzedStatementPtr> SqlAnalyzer::Analyze(std::string_view sql) const {
+  std::vector<AnalyzedStatementPtr> out;
+  if (Trim(sql).empty()) return out;
+  if (sql.size() > limits_.max_statement_bytes) {
+    out.push_back(OverLimit(sql, AnalysisLimit::kTooLarge));
+    return out;
+  }
+  // An embedded NUL cannot reach Postgres intact (the Query message is a C string): the text
+  // after it would be invisible to the parser but not to us, so refuse to call it parsed.
+  if (sql.find('\0') != std::string_view::npos) {
+    out.push_back(Unparsed(sql, "the statement contains a zero byte"));
+    return out;
+  }
+  const std::string owned(sql);  // libpg_query needs a NUL-terminated string
+  if (owned.size() <= limits_.inline_bytes) return ParseAndAnalyze(owned, limits_);
+  bool done = false;
+  const bool ran = RunWithStack(limits_.large_stack_bytes, [&] {
+    out = ParseAndAnalyze(owned, limits_);
+    done = true;
+  });
+  if (!ran || !done) out.assign(1, OverLimit(sql, AnalysisLimit::kNoResources));
+  return out;
+}
 
 std::vector<AnalyzedStatementPtr> SqlAnalyzer::AnalyzeQuery(std::string_view sql) {
   {
@@ -145,7 +215,7 @@ std::vector<AnalyzedStatementPtr> SqlAnalyzer::AnalyzeQuery(std::string_view sql
     if (auto* hit = query_cache_.Find(sql)) return *hit;
   }
   // Parse outside the lock: libpg_query is thread-safe (per-thread memory contexts).
-  std::vector<AnalyzedStatementPtr> result = AnalyzeUncached(sql);
+  std::vector<AnalyzedStatementPtr> result = Analyze(sql);
   if (sql.size() <= kMaxCachedTextBytes) {
     absl::MutexLock lock(&mu_);
     query_cache_.Put(sql, result);
@@ -158,7 +228,7 @@ AnalyzedStatementPtr SqlAnalyzer::AnalyzeParse(std::string_view sql) {
     absl::MutexLock lock(&mu_);
     if (auto* hit = parse_cache_.Find(sql)) return *hit;
   }
-  std::vector<AnalyzedStatementPtr> parts = AnalyzeUncached(sql);
+  std::vector<AnalyzedStatementPtr> parts = Analyze(sql);
   AnalyzedStatementPtr result;
   if (parts.size() == 1) {
     result = parts.front();
@@ -168,17 +238,25 @@ AnalyzedStatementPtr SqlAnalyzer::AnalyzeParse(std::string_view sql) {
     auto empty = std::make_shared<AnalyzedStatement>();
     empty->parsed = true;
     empty->statement_class = StatementClass::kRead;
+    empty->required_classes = ClassBit(StatementClass::kRead);
     result = std::move(empty);
   } else {
     // Postgres refuses several commands in one prepared statement (42601); keep the worst flags.
     auto multi = std::make_shared<AnalyzedStatement>();
     multi->text = std::string(Trim(sql));
     multi->parsed = true;
-    multi->normalized = Normalize(multi->text);
-    multi->fingerprint = Fingerprint(multi->text);
+    multi->statement_class = StatementClass::kUnknown;
+    multi->required_classes = ClassBit(StatementClass::kUnknown);
+    // No fingerprint: Postgres refuses the text, so it never ran. (Normalizing the whole text
+    // again here would recurse on this thread's stack, which may be small.)
     for (const auto& p : parts) {
+      if (!multi->normalized.empty()) multi->normalized += "; ";
+      multi->normalized += p->normalized;
+      multi->required_classes |= p->required_classes;
       multi->tampers_identity |= p->tampers_identity;
       multi->changes_read_only |= p->changes_read_only;
+      multi->changes_lexing |= p->changes_lexing;
+      if (multi->monitoring.empty()) multi->monitoring = p->monitoring;
     }
     result = std::move(multi);
   }

@@ -1,8 +1,10 @@
 // SqlAnalyzer: splits, normalizes, fingerprints and classifies SQL with the real Postgres parser
-// (libpg_query), and flags statements that would tamper with the session identity or read-only mode.
+// (libpg_query), and flags statements that would tamper with the session identity, read-only mode
+// or the settings the server lexes SQL with. Bounded: text size, parse tree size and depth.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +18,8 @@
 namespace pgward::inspect {
 
 // What a statement does, as far as policy is concerned. Policy grants are expressed in these.
+// kProcedure is caller-supplied code (DO, CALL, functions, triggers, rules, ...; see
+// statement_classifier.cc): its effect cannot be read from the statement text.
 enum class StatementClass {
   kRead,
   kWrite,
@@ -30,29 +34,71 @@ enum class StatementClass {
   kUnknown
 };
 
+// A set of classes, one bit per StatementClass.
+using ClassSet = uint32_t;
+constexpr ClassSet ClassBit(StatementClass c) { return ClassSet{1} << static_cast<unsigned>(c); }
+
 // "read","write","ddl","transaction","session","copy_in","copy_out","privilege","maintenance",
-// "procedure","unknown".
+// "procedure","unknown". StatementClassFromName also accepts "code" for "procedure".
 std::string_view StatementClassName(StatementClass c);
 std::optional<StatementClass> StatementClassFromName(std::string_view name);
 
+// Why a text was not analyzed. Policy refuses these in every mode.
+enum class AnalysisLimit {
+  kNone,
+  kTooLarge,      // text over max_statement_bytes, or its parse tree over max_tree_bytes (ERROR 54000)
+  kTooComplex,    // parse tree nested deeper than max_tree_depth (ERROR 54001)
+  kNoResources,   // the thread for a large statement could not start (ERROR 53000)
+};
+
 struct AnalyzedStatement {
-  std::string text;         // this statement's own text (trimmed) as the caller sent it
-  std::string normalized;   // pg_query_normalize: literals -> $n ("" if it did not parse)
+  std::string text;         // this statement's own text (trimmed); the first 256 bytes when over a limit
+  std::string normalized;   // literals -> $n ("" if it did not parse)
   std::string fingerprint;  // pg_query_fingerprint hex ("" if it did not parse)
   StatementClass statement_class = StatementClass::kUnknown;
+  // Every class the statement needs: its own plus what its parts do, e.g. a SELECT calling
+  // nextval() needs read and write; one defining a trigger in CREATE SCHEMA needs procedure.
+  ClassSet required_classes = ClassBit(StatementClass::kUnknown);
+  std::string class_note;   // why required_classes holds more than statement_class ("it calls nextval()")
   bool parsed = false;
-  // Tries to change application_name or any pgward.* setting: SET/SET LOCAL/RESET of those
-  // names, set_config() on them (or on a name that is not a string constant: fail closed),
-  // ALTER SYSTEM / ALTER ROLE|DATABASE ... SET of them.
+  std::string parse_error;  // libpg_query's message when parsed is false and no limit was hit
+  AnalysisLimit limit = AnalysisLimit::kNone;
+  // Tries to change who Postgres thinks the session is: application_name, pgward.*, role,
+  // session_authorization, through SET/SET LOCAL/RESET, set_config() (or set_config on a name
+  // that is not a constant: fail closed), ALTER SYSTEM/ROLE/DATABASE ... SET, a function's SET
+  // clause, or UPDATE pg_settings.
   bool tampers_identity = false;
   // Could turn read-only off: SET default_transaction_read_only / transaction_read_only,
   // SET SESSION CHARACTERISTICS ... READ WRITE, BEGIN/START TRANSACTION READ WRITE,
   // SET TRANSACTION READ WRITE, set_config on those names (or a non-constant name).
   bool changes_read_only = false;
+  // Changes standard_conforming_strings, backslash_quote or client_encoding away from the values
+  // pgward pins, by the same routes as tampers_identity: the server would then lex SQL
+  // differently from libpg_query.
+  bool changes_lexing = false;
+  // A view or function showing other sessions' statements, locks or connections
+  // ("pg_stat_activity", "pg_lock_status()"); empty if none.
+  std::string monitoring;
+  // SET [SESSION] application_name = <constant>, alone: the shape drivers send after login.
+  bool plain_application_name_set = false;
   // DEALLOCATE <name> removes this server-side prepared statement; lets the tracker forget it.
   std::string deallocate_name;
 };
 using AnalyzedStatementPtr = std::shared_ptr<const AnalyzedStatement>;
+
+struct AnalyzerLimits {
+  size_t max_statement_bytes = size_t{1} << 20;  // a Query string or Parse text
+  // libpg_query's JSON parse tree of one text. The tree costs about ten times this in memory
+  // while it is read; typical text expands 10-20 times (a 1 MiB multi-row INSERT: 13 MB).
+  size_t max_tree_bytes = size_t{16} << 20;
+  // Nesting of the JSON tree, about two levels per nested expression. Postgres itself refuses
+  // ~5,000 nested operators with its default max_stack_depth (2 MB).
+  size_t max_tree_depth = 20000;
+  // libpg_query recurses once per nesting level (up to ~450 bytes of stack each): texts longer
+  // than this are analyzed on a thread with a stack of large_stack_bytes.
+  size_t inline_bytes = 4096;
+  size_t large_stack_bytes = size_t{256} << 20;
+};
 
 // Thread-safe. Results are cached by exact SQL text (LRU), because the hot path re-sends the
 // same SQL; texts over kMaxCachedTextBytes are analyzed but not cached, so the cache stays
@@ -61,21 +107,26 @@ class SqlAnalyzer {
  public:
   static constexpr size_t kMaxCachedTextBytes = 64 * 1024;
 
-  explicit SqlAnalyzer(size_t cache_entries = 4096);
+  explicit SqlAnalyzer(size_t cache_entries = 4096, AnalyzerLimits limits = {});
 
-  // Splits a simple-protocol Query string into statements (pg_query_split_with_parser) and
-  // analyzes each. An empty/whitespace/comment-only string gives an empty vector (Postgres
-  // answers it with EmptyQueryResponse). If the string does not parse, returns ONE statement
-  // with parsed=false, text = whole string (trimmed), class kUnknown.
+  // Splits a simple-protocol Query string into statements and analyzes each. An
+  // empty/whitespace/comment-only string gives an empty vector (Postgres answers it with
+  // EmptyQueryResponse). If the string does not parse or is over a limit, returns ONE statement
+  // with parsed=false (and parse_error or limit set), text = whole string (trimmed), class kUnknown.
   std::vector<AnalyzedStatementPtr> AnalyzeQuery(std::string_view sql);
 
   // Extended-protocol Parse: one statement; returns the analysis of the whole text. An empty
   // text is parsed=true, class kRead (Execute answers EmptyQueryResponse). If the
   // text holds several statements (Postgres refuses that with 42601), the result has
-  // parsed=true, class kUnknown, and the tamper/read-only flags OR-ed over all of them.
+  // parsed=true, class kUnknown, and the flags and required classes OR-ed over all of them.
   AnalyzedStatementPtr AnalyzeParse(std::string_view sql);
 
+  const AnalyzerLimits& limits() const { return limits_; }
+
  private:
+  std::vector<AnalyzedStatementPtr> Analyze(std::string_view sql) const;
+
+  const AnalyzerLimits limits_;
   absl::Mutex mu_;
   LruCache<std::vector<AnalyzedStatementPtr>> query_cache_ ABSL_GUARDED_BY(mu_);
   LruCache<AnalyzedStatementPtr> parse_cache_ ABSL_GUARDED_BY(mu_);

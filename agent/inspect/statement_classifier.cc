@@ -1,15 +1,52 @@
-// ClassifyStatement: statement class and tamper flags from the top node of a parse tree.
+// ClassifyStatement: the statement's own class from its top node, plus facts gathered from every
+// node below it (function calls, relations, nested statements, SET clauses).
 #include "agent/inspect/statement_classifier.h"
 
+#include <array>
+#include <optional>
 #include <string_view>
+#include <vector>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "agent/inspect/catalog_rules.h"
 
 namespace pgward::inspect {
 namespace {
 
 using nlohmann::json;
+using C = StatementClass;
+
+// Statements that run caller-supplied code now (DO, CALL), bind code or existing functions to
+// future events and operations (functions, procedures, triggers, event triggers, rules,
+// operators, casts, aggregates, types and ranges with support functions, operator classes,
+// languages, transforms, access methods, conversions), or reach outside the database (foreign
+// data wrappers, servers and tables, subscriptions, extensions, LOAD, ALTER SYSTEM, which can
+// set commands the server runs). Their effect cannot be read from the statement text.
+constexpr auto kCodeStatements = std::to_array<std::string_view>({
+    "DoStmt", "CallStmt", "CreateFunctionStmt", "AlterFunctionStmt", "CreateTrigStmt", "CreateEventTrigStmt",
+    "AlterEventTrigStmt", "RuleStmt", "CreatePLangStmt", "CreateTransformStmt", "CreateCastStmt",
+    "CreateOpClassStmt", "CreateOpFamilyStmt", "AlterOpFamilyStmt", "AlterOperatorStmt", "AlterTypeStmt",
+    "CreateRangeStmt", "CreateConversionStmt", "CreateAmStmt", "CreateFdwStmt", "AlterFdwStmt",
+    "CreateForeignServerStmt", "AlterForeignServerStmt", "CreateUserMappingStmt", "AlterUserMappingStmt",
+    "CreateForeignTableStmt", "ImportForeignSchemaStmt", "CreateExtensionStmt", "AlterExtensionStmt",
+    "AlterExtensionContentsStmt", "CreateSubscriptionStmt", "AlterSubscriptionStmt", "LoadStmt",
+    "AlterSystemStmt",
+});
+
+// DefineStmt kinds that attach functions: CREATE AGGREGATE / OPERATOR / TYPE (base types have
+// input and output functions) / TEXT SEARCH PARSER / TEXT SEARCH TEMPLATE.
+constexpr auto kCodeDefineKinds = std::to_array<std::string_view>({
+    "OBJECT_AGGREGATE", "OBJECT_OPERATOR", "OBJECT_TYPE", "OBJECT_TSPARSER", "OBJECT_TSTEMPLATE"});
+
+constexpr auto kDmlStatements = std::to_array<std::string_view>({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"});
+
+template <size_t N>
+bool OneOf(std::string_view value, const std::array<std::string_view, N>& set) {
+  for (std::string_view s : set) {
+    if (s == value) return true;
+  }
+  return false;
+}
 
 // The one member of a node object {"TypeName": {...}}, or nullptr.
 const json* Body(const json& node, std::string_view type) {
@@ -25,65 +62,55 @@ std::string NodeType(const json& node) {
 }
 
 std::string StringMember(const json& obj, std::string_view key) {
+  if (!obj.is_object()) return {};
   auto it = obj.find(key);
   if (it == obj.end() || !it->is_string()) return {};
   return it->get<std::string>();
 }
 
-// True if any object anywhere below `node` has a member named `key` (e.g. "InsertStmt").
-bool TreeHasKey(const json& node, std::string_view key) {
-  if (node.is_object()) {
-    for (auto it = node.begin(); it != node.end(); ++it) {
-      if (it.key() == key || TreeHasKey(it.value(), key)) return true;
-    }
-  } else if (node.is_array()) {
-    for (const auto& child : node) {
-      if (TreeHasKey(child, key)) return true;
-    }
-  }
-  return false;
+bool BoolMember(const json& obj, std::string_view key) {
+  if (!obj.is_object()) return false;
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_boolean() && it->get<bool>();
 }
 
-bool IsIdentitySetting(const std::string& name) {
-  return absl::EqualsIgnoreCase(name, "application_name") || absl::StartsWithIgnoreCase(name, "pgward.");
+const json* ArrayMember(const json& obj, std::string_view key) {
+  if (!obj.is_object()) return nullptr;
+  auto it = obj.find(key);
+  return it != obj.end() && it->is_array() ? &*it : nullptr;
 }
 
-bool IsReadOnlySetting(const std::string& name) {
-  return absl::EqualsIgnoreCase(name, "default_transaction_read_only") ||
-         absl::EqualsIgnoreCase(name, "transaction_read_only");
-}
-
-// Postgres parse_bool accepts unique prefixes of true/yes, "on" and "1".
-bool IsTrueWord(std::string word) {
-  absl::AsciiStrToLower(&word);
-  return word == "t" || word == "tr" || word == "tru" || word == "true" || word == "y" || word == "ye" ||
-         word == "yes" || word == "on" || word == "1";
-}
-
-// A constant that certainly means "true" (A_Const ival != 0, or a true word). Anything else
-// (including expressions and DEFAULT) is treated as possibly false.
-bool IsTrueConstant(const json& node) {
+// The text of a constant: A_Const (string, integer, float, boolean) or a bare String node, as a
+// SET value or function argument. nullopt for anything else (expressions, parameters, DEFAULT).
+std::optional<std::string> ConstantText(const json& node) {
   if (const json* c = Body(node, "A_Const")) {
+    if (auto sv = c->find("sval"); sv != c->end() && sv->is_object()) return StringMember(*sv, "sval");
     if (auto iv = c->find("ival"); iv != c->end() && iv->is_object()) {
       auto v = iv->find("ival");
-      return v != iv->end() && v->is_number_integer() && v->get<int64_t>() != 0;
+      return v != iv->end() && v->is_number_integer() ? std::to_string(v->get<int64_t>()) : std::string("0");
     }
+    if (auto fv = c->find("fval"); fv != c->end() && fv->is_object()) return StringMember(*fv, "fval");
     if (auto bv = c->find("boolval"); bv != c->end() && bv->is_object()) {
       auto v = bv->find("boolval");
-      return v != bv->end() && v->is_boolean() && v->get<bool>();
+      return v != bv->end() && v->is_boolean() && v->get<bool>() ? "true" : "false";
     }
-    if (auto sv = c->find("sval"); sv != c->end() && sv->is_object()) return IsTrueWord(StringMember(*sv, "sval"));
-    return false;
+    return std::nullopt;
   }
-  if (const json* s = Body(node, "String")) return IsTrueWord(StringMember(*s, "sval"));
-  return false;
+  if (const json* s = Body(node, "String")) return StringMember(*s, "sval");
+  return std::nullopt;
+}
+
+// A constant that certainly means "true". Anything else (expressions, DEFAULT) may be false.
+bool IsTrueConstant(const json& node) {
+  auto text = ConstantText(node);
+  return text.has_value() && ParseBool(*text) == true;
 }
 
 // DefElem lists of SET TRANSACTION / SET SESSION CHARACTERISTICS / BEGIN: "transaction_read_only"
-// with a false value is READ WRITE.
+// with a value that is not certainly true is READ WRITE.
 bool OptionsAllowReadWrite(const json& body) {
-  auto options = body.find(body.contains("options") ? "options" : "args");
-  if (options == body.end() || !options->is_array()) return false;
+  const json* options = ArrayMember(body, body.contains("options") ? "options" : "args");
+  if (options == nullptr) return false;
   for (const auto& option : *options) {
     const json* def = Body(option, "DefElem");
     if (def == nullptr || StringMember(*def, "defname") != "transaction_read_only") continue;
@@ -93,63 +120,9 @@ bool OptionsAllowReadWrite(const json& body) {
   return false;
 }
 
-// SET / SET LOCAL / RESET <name> (not RESET ALL), also as the body of ALTER SYSTEM/ROLE/DATABASE.
-void CheckVariableSet(const json& set, Classification& out) {
-  std::string kind = StringMember(set, "kind");
-  if (kind == "VAR_RESET_ALL") return;  // back to the session's start-up values, which pgward set
-  std::string name = StringMember(set, "name");
-  if (kind == "VAR_SET_MULTI") {  // SET TRANSACTION ..., SET SESSION CHARACTERISTICS AS TRANSACTION ...
-    if (OptionsAllowReadWrite(set)) out.changes_read_only = true;
-    return;
-  }
-  if (IsIdentitySetting(name)) out.tampers_identity = true;
-  if (IsReadOnlySetting(name)) {
-    auto args = set.find("args");
-    bool sets_true = kind == "VAR_SET_VALUE" && args != set.end() && args->is_array() && args->size() == 1 &&
-                     IsTrueConstant((*args)[0]);
-    if (!sets_true) out.changes_read_only = true;
-  }
-}
-
-// set_config(name, value, is_local) anywhere in the tree (any schema qualification). A first
-// argument that is not a string constant could name anything: fail closed.
-void CheckSetConfigCalls(const json& node, Classification& out) {
-  if (node.is_array()) {
-    for (const auto& child : node) CheckSetConfigCalls(child, out);
-    return;
-  }
-  if (!node.is_object()) return;
-  for (auto it = node.begin(); it != node.end(); ++it) {
-    if (it.key() == "FuncCall" && it->is_object()) {
-      const json& call = *it;
-      auto funcname = call.find("funcname");
-      std::string last;
-      if (funcname != call.end() && funcname->is_array() && !funcname->empty()) {
-        if (const json* s = Body(funcname->back(), "String")) last = StringMember(*s, "sval");
-      }
-      if (absl::EqualsIgnoreCase(last, "set_config")) {
-        std::string setting;
-        bool constant = false;
-        auto args = call.find("args");
-        if (args != call.end() && args->is_array() && !args->empty()) {
-          if (const json* c = Body((*args)[0], "A_Const")) {
-            if (auto sv = c->find("sval"); sv != c->end() && sv->is_object()) {
-              setting = StringMember(*sv, "sval");
-              constant = true;
-            }
-          }
-        }
-        if (!constant || IsIdentitySetting(setting)) out.tampers_identity = true;
-        if (!constant || IsReadOnlySetting(setting)) out.changes_read_only = true;
-      }
-    }
-    CheckSetConfigCalls(it.value(), out);
-  }
-}
-
 bool ExplainAnalyzes(const json& explain) {
-  auto options = explain.find("options");
-  if (options == explain.end() || !options->is_array()) return false;
+  const json* options = ArrayMember(explain, "options");
+  if (options == nullptr) return false;
   for (const auto& option : *options) {
     const json* def = Body(option, "DefElem");
     if (def == nullptr || StringMember(*def, "defname") != "analyze") continue;
@@ -159,47 +132,162 @@ bool ExplainAnalyzes(const json& explain) {
   return false;
 }
 
-StatementClass ClassOf(const json& stmt);
+// Everything found below the top node.
+struct TreeFacts {
+  bool dml = false;      // INSERT/UPDATE/DELETE/MERGE anywhere (data-modifying CTE, RULE action, COPY query)
+  bool locking = false;  // FOR UPDATE / FOR SHARE anywhere
+  bool code_statement = false;  // a nested code statement (CREATE SCHEMA ... CREATE TRIGGER)
+  ClassSet function_classes = 0;
+  std::string function_note;
+  std::string monitoring;
+  bool tampers_identity = false;
+  bool changes_read_only = false;
+  bool changes_lexing = false;
+};
 
-// SELECT and friends: read unless it creates a table, locks rows or modifies data in a CTE.
-StatementClass ClassOfSelect(const json& select) {
-  if (select.contains("intoClause")) return StatementClass::kDdl;  // CREATE TABLE AS semantics
-  if (TreeHasKey(select, "lockingClause")) return StatementClass::kWrite;
-  for (const char* dml : {"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"}) {
-    if (TreeHasKey(select, dml)) return StatementClass::kWrite;
-  }
-  return StatementClass::kRead;
+void AddFunctionClass(TreeFacts& facts, StatementClass c, std::string_view function) {
+  if (facts.function_note.empty()) facts.function_note = "it calls " + std::string(function) + "()";
+  facts.function_classes |= ClassBit(c);
 }
 
-StatementClass ClassOf(const json& stmt) {
-  using C = StatementClass;
+// SET / SET LOCAL / RESET <name> / SET <name> TO DEFAULT, as a statement, as the body of ALTER
+// SYSTEM / ROLE / DATABASE ... SET, or as a SET clause of CREATE/ALTER FUNCTION|PROCEDURE.
+void CheckVariableSet(const json& set, TreeFacts& facts) {
+  const std::string kind = StringMember(set, "kind");
+  if (kind == "VAR_RESET_ALL") return;  // back to the start-up values, which pgward pins
+  if (kind == "VAR_SET_MULTI") {        // SET TRANSACTION ..., SET SESSION CHARACTERISTICS AS TRANSACTION ...
+    if (OptionsAllowReadWrite(set)) facts.changes_read_only = true;
+    return;
+  }
+  const std::string name = StringMember(set, "name");
+  const json* args = ArrayMember(set, "args");
+  std::optional<std::string> value;
+  if (kind == "VAR_SET_VALUE" && args != nullptr && args->size() == 1) value = ConstantText((*args)[0]);
+  if (IsIdentitySetting(name)) facts.tampers_identity = true;
+  if (IsReadOnlySetting(name) && !(value.has_value() && ParseBool(*value) == true)) facts.changes_read_only = true;
+  if (IsLexingSetting(name) && !IsSafeLexingValue(name, value)) facts.changes_lexing = true;
+}
+
+// A function call: set_config by the setting it names, other functions by catalog_rules.
+void CheckFunctionCall(const json& call, TreeFacts& facts) {
+  const json* funcname = ArrayMember(call, "funcname");
+  if (funcname == nullptr || funcname->empty()) return;
+  const json* last = Body(funcname->back(), "String");
+  const std::string name = last == nullptr ? std::string() : StringMember(*last, "sval");
+  const json* args = ArrayMember(call, "args");
+  const size_t arg_count = args == nullptr ? 0 : args->size();
+  if (EqualsIgnoreCase(name, "set_config")) {
+    // set_config(name, value, is_local). A name that is not a constant could be anything: fail closed.
+    std::optional<std::string> setting = arg_count > 0 ? ConstantText((*args)[0]) : std::nullopt;
+    std::optional<std::string> value = arg_count > 1 ? ConstantText((*args)[1]) : std::nullopt;
+    if (!setting.has_value()) {
+      facts.tampers_identity = facts.changes_read_only = facts.changes_lexing = true;
+      return;
+    }
+    if (IsIdentitySetting(*setting)) facts.tampers_identity = true;
+    if (IsReadOnlySetting(*setting)) facts.changes_read_only = true;
+    if (IsLexingSetting(*setting) && !IsSafeLexingValue(*setting, value)) facts.changes_lexing = true;
+    return;
+  }
+  switch (EffectOfFunction(name, arg_count)) {
+    case FunctionEffect::kNone: break;
+    case FunctionEffect::kWrite: AddFunctionClass(facts, C::kWrite, name); break;
+    case FunctionEffect::kMaintenance: AddFunctionClass(facts, C::kMaintenance, name); break;
+    case FunctionEffect::kCode: AddFunctionClass(facts, C::kProcedure, name); break;
+    case FunctionEffect::kMonitoring:
+      if (facts.monitoring.empty()) facts.monitoring = name + "()";
+      break;
+  }
+}
+
+// An object that names a relation: RangeVar, wrapped or as a typed field ("relation": {...}).
+void CheckRelation(const json& object, TreeFacts& facts) {
+  const std::string relname = StringMember(object, "relname");
+  if (facts.monitoring.empty() && IsMonitoringRelation(relname)) facts.monitoring = relname;
+}
+
+// One member of an object: `key` is a node type ("FuncCall") or a field name ("relation").
+void VisitMember(std::string_view key, const json& value, TreeFacts& facts) {
+  if (!value.is_object()) return;
+  if (key == "FuncCall" || key == "funccall") {  // CallStmt holds its FuncCall unwrapped
+    CheckFunctionCall(value, facts);
+  } else if (key == "VariableSetStmt" || key == "setstmt") {  // ALTER ... SET holds it unwrapped
+    CheckVariableSet(value, facts);
+  } else if (OneOf(key, kDmlStatements)) {
+    facts.dml = true;
+    // UPDATE pg_settings goes through set_config (a rule on the view), for any setting.
+    const auto relation = value.find("relation");
+    if (relation != value.end() && EqualsIgnoreCase(StringMember(*relation, "relname"), "pg_settings")) {
+      facts.tampers_identity = facts.changes_read_only = facts.changes_lexing = true;
+    }
+  } else if (OneOf(key, kCodeStatements)) {
+    facts.code_statement = true;
+  } else if (key == "DefineStmt" && OneOf(StringMember(value, "kind"), kCodeDefineKinds)) {
+    facts.code_statement = true;
+  }
+  if (value.contains("relname")) CheckRelation(value, facts);
+}
+
+// Depth-first over every node, with an explicit stack: a 1 MiB statement can nest ~500,000 deep.
+TreeFacts CollectFacts(const json& root) {
+  TreeFacts facts;
+  std::vector<const json*> pending{&root};
+  while (!pending.empty()) {
+    const json* node = pending.back();
+    pending.pop_back();
+    if (node->is_object()) {
+      for (auto it = node->begin(); it != node->end(); ++it) {
+        if (it.key() == "lockingClause" && it->is_array() && !it->empty()) facts.locking = true;
+        VisitMember(it.key(), *it, facts);
+        if (it->is_structured()) pending.push_back(&*it);
+      }
+    } else if (node->is_array()) {
+      for (const auto& child : *node) {
+        if (child.is_structured()) pending.push_back(&child);
+      }
+    }
+  }
+  return facts;
+}
+
+StatementClass ClassOf(const json& stmt, const TreeFacts& facts);
+
+// SELECT and friends: read unless it creates a table, locks rows or modifies data in a CTE.
+StatementClass ClassOfSelect(const json& select, const TreeFacts& facts) {
+  if (select.contains("intoClause")) return C::kDdl;  // CREATE TABLE AS semantics
+  return facts.locking || facts.dml ? C::kWrite : C::kRead;
+}
+
+StatementClass ClassOf(const json& stmt, const TreeFacts& facts) {
   const std::string type = NodeType(stmt);
   const json* body = Body(stmt, type);
   if (body == nullptr) return C::kUnknown;
 
-  if (type == "SelectStmt") return ClassOfSelect(*body);
-  if (type == "InsertStmt" || type == "UpdateStmt" || type == "DeleteStmt" || type == "MergeStmt" ||
-      type == "TruncateStmt" || type == "LockStmt" || type == "RefreshMatViewStmt") {
+  if (type == "SelectStmt") return ClassOfSelect(*body, facts);
+  if (OneOf(type, kDmlStatements) || type == "TruncateStmt" || type == "LockStmt" || type == "RefreshMatViewStmt") {
     return C::kWrite;
   }
+  // NOTIFY reaches every listening session; LISTEN receives other sessions' payloads.
+  if (type == "NotifyStmt" || type == "ListenStmt") return C::kWrite;
   if (type == "ExplainStmt") {
     auto query = body->find("query");
     if (!ExplainAnalyzes(*body)) return C::kRead;  // plans only; nothing runs
-    return query == body->end() ? C::kUnknown : ClassOf(*query);
+    return query == body->end() ? C::kUnknown : ClassOf(*query, facts);
   }
   if (type == "DeclareCursorStmt") {
     auto query = body->find("query");
-    return query == body->end() ? C::kUnknown : ClassOf(*query);
+    return query == body->end() ? C::kUnknown : ClassOf(*query, facts);
   }
   if (type == "FetchStmt") return C::kRead;  // FETCH/MOVE on a cursor already declared
   if (type == "CopyStmt") {
-    auto from = body->find("is_from");
-    return from != body->end() && from->is_boolean() && from->get<bool>() ? C::kCopyIn : C::kCopyOut;
+    // COPY to or from a server file or program reaches outside the database.
+    if (BoolMember(*body, "is_program") || !StringMember(*body, "filename").empty()) return C::kProcedure;
+    return BoolMember(*body, "is_from") ? C::kCopyIn : C::kCopyOut;
   }
   if (type == "TransactionStmt") return C::kTransaction;
   if (type == "VariableSetStmt" || type == "VariableShowStmt" || type == "DiscardStmt" || type == "PrepareStmt" ||
-      type == "DeallocateStmt" || type == "ListenStmt" || type == "UnlistenStmt" || type == "NotifyStmt" ||
-      type == "ClosePortalStmt" || type == "ConstraintsSetStmt") {
+      type == "DeallocateStmt" || type == "UnlistenStmt" || type == "ClosePortalStmt" ||
+      type == "ConstraintsSetStmt") {
     return C::kSession;
   }
   if (type == "ExecuteStmt") return C::kUnknown;  // the prepared statement's text is not visible here
@@ -208,61 +296,69 @@ StatementClass ClassOf(const json& stmt) {
       type == "ReassignOwnedStmt" || type == "DropOwnedStmt") {
     return C::kPrivilege;
   }
-  if (type == "VacuumStmt" || type == "CheckPointStmt" || type == "ClusterStmt" || type == "ReindexStmt" ||
-      type == "LoadStmt") {
+  if (type == "VacuumStmt" || type == "CheckPointStmt" || type == "ClusterStmt" || type == "ReindexStmt") {
     return C::kMaintenance;
   }
-  if (type == "CallStmt" || type == "DoStmt") return C::kProcedure;
+  if (OneOf(type, kCodeStatements)) return C::kProcedure;
+  if (type == "DefineStmt" && OneOf(StringMember(*body, "kind"), kCodeDefineKinds)) return C::kProcedure;
   if (absl::StartsWith(type, "Create") || absl::StartsWith(type, "Alter") || absl::StartsWith(type, "Drop") ||
       type == "RenameStmt" || type == "CommentStmt" || type == "IndexStmt" || type == "ViewStmt" ||
-      type == "RuleStmt" || type == "DefineStmt" || type == "CompositeTypeStmt" || type == "SecLabelStmt" ||
-      type == "ImportForeignSchemaStmt") {
+      type == "DefineStmt" || type == "CompositeTypeStmt" || type == "SecLabelStmt") {
     return C::kDdl;
   }
   return C::kUnknown;
 }
 
-// UPDATE pg_settings SET setting = ... goes through set_config (a rule on the view): fail closed.
-bool UpdatesPgSettings(const json& stmt) {
-  const json* update = Body(stmt, "UpdateStmt");
-  if (update == nullptr) return false;
-  auto relation = update->find("relation");
-  return relation != update->end() && relation->is_object() &&
-         absl::EqualsIgnoreCase(StringMember(*relation, "relname"), "pg_settings");
+// SET [SESSION] application_name = <constant>: the shape drivers such as pgJDBC send after login.
+bool IsPlainApplicationNameSet(const json& stmt) {
+  const json* set = Body(stmt, "VariableSetStmt");
+  if (set == nullptr || StringMember(*set, "kind") != "VAR_SET_VALUE" || BoolMember(*set, "is_local")) return false;
+  if (!EqualsIgnoreCase(StringMember(*set, "name"), "application_name")) return false;
+  const json* args = ArrayMember(*set, "args");
+  return args != nullptr && args->size() == 1 && Body((*args)[0], "A_Const") != nullptr;
 }
 
-void CheckTampering(const json& stmt, Classification& out) {
+Classification Classify(const json& stmt) {
+  Classification out;
+  const TreeFacts facts = CollectFacts(stmt);
+  out.statement_class = ClassOf(stmt, facts);
+  out.required_classes = ClassBit(out.statement_class) | facts.function_classes;
+  if (facts.function_classes & ~ClassBit(out.statement_class)) out.class_note = facts.function_note;
+
   const std::string type = NodeType(stmt);
   const json* body = Body(stmt, type);
-  if (body == nullptr) return;
-  if (type == "VariableSetStmt") CheckVariableSet(*body, out);
-  if (type == "AlterSystemStmt" || type == "AlterRoleSetStmt" || type == "AlterDatabaseSetStmt") {
-    auto set = body->find("setstmt");
-    if (set != body->end() && set->is_object()) CheckVariableSet(*set, out);
-  }
-  if (type == "TransactionStmt" && OptionsAllowReadWrite(*body)) out.changes_read_only = true;
-  if (UpdatesPgSettings(stmt)) {
-    out.tampers_identity = true;
-    out.changes_read_only = true;
-  }
-  CheckSetConfigCalls(stmt, out);
+  // Nested statements run, unless only planned (EXPLAIN without ANALYZE).
+  const bool runs = !(type == "ExplainStmt" && body != nullptr && !ExplainAnalyzes(*body));
+  auto require = [&](StatementClass c, std::string_view why) {
+    if ((out.required_classes & ClassBit(c)) == 0 && out.class_note.empty()) out.class_note = std::string(why);
+    out.required_classes |= ClassBit(c);
+  };
+  if (runs && facts.dml && out.statement_class != C::kWrite) require(C::kWrite, "it contains a data-modifying statement");
+  if (runs && facts.locking && out.statement_class != C::kWrite) require(C::kWrite, "it locks rows");
+  if (facts.code_statement) require(C::kProcedure, "it defines code that runs later");
+
+  out.tampers_identity = facts.tampers_identity;
+  out.changes_read_only = facts.changes_read_only;
+  out.changes_lexing = facts.changes_lexing;
+  if (type == "TransactionStmt" && body != nullptr && OptionsAllowReadWrite(*body)) out.changes_read_only = true;
+  out.monitoring = facts.monitoring;
+  out.plain_application_name_set = IsPlainApplicationNameSet(stmt);
+  if (const json* dealloc = Body(stmt, "DeallocateStmt")) out.deallocate_name = StringMember(*dealloc, "name");
+  return out;
 }
 
 }  // namespace
 
 Classification ClassifyStatement(const json& stmt) {
-  Classification out;
   try {
-    out.statement_class = ClassOf(stmt);
-    CheckTampering(stmt, out);
-    if (const json* dealloc = Body(stmt, "DeallocateStmt")) out.deallocate_name = StringMember(*dealloc, "name");
+    return Classify(stmt);
   } catch (const std::exception&) {
     // Defensive: the accessors above do not throw on well-formed JSON; never let one escape.
-    out = Classification{};
-    out.tampers_identity = true;
-    out.changes_read_only = true;
+    Classification out;
+    out.required_classes = ClassBit(StatementClass::kUnknown);
+    out.tampers_identity = out.changes_read_only = out.changes_lexing = true;
+    return out;
   }
-  return out;
 }
 
 }  // namespace pgward::inspect

@@ -108,6 +108,17 @@ void StatementTracker::OnFunctionCall() {
   Push(OpKind::kFunctionCall);
 }
 
+bool StatementTracker::OnAgentQuery() {
+  if (skipping_until_sync_ || copy_in_active_) return false;
+  Push(OpKind::kAgentQuery);
+  return true;
+}
+
+bool StatementTracker::AgentQueryAtHead() {
+  const Op* op = Head();
+  return op != nullptr && op->kind == OpKind::kAgentQuery;
+}
+
 void StatementTracker::OnCopyDone() {
   if (copy_in_active_) {  // the server leaves copy-in here; later Syncs count again
     copy_in_active_ = false;
@@ -473,6 +484,8 @@ absl::Status StatementTracker::OnErrorResponse(std::string_view sqlstate, std::s
     case OpKind::kClose:
     case OpKind::kCopyEnd:
       break;  // nothing was run
+    case OpKind::kAgentQuery:
+      return absl::OkStatus();  // the relay keeps the agent's own errors; a FATAL ends everything anyway
   }
   SkipToSync();
   return absl::OkStatus();
@@ -496,6 +509,8 @@ absl::StatusOr<std::string> StatementTracker::OnReadyForQuery(char status) {
       break;
     case OpKind::kFunctionCall:
       if (!op->answered) return Desync("ReadyForQuery before FunctionCallResponse");
+      break;
+    case OpKind::kAgentQuery:
       break;
     default:
       return Desync("ReadyForQuery");

@@ -73,6 +73,14 @@ class StatementTracker {
   // so only these tell which Syncs will get a ReadyForQuery. (CopyData is not needed.)
   void OnCopyDone();
   void OnCopyFail();
+  // The agent's own simple Query (the identity check), written upstream right after the
+  // frontend messages reported so far. Returns false if the server will discard it (it is
+  // skipping to a Sync after an extended-protocol error), in which case it is not tracked.
+  // Its responses belong to the agent: while AgentQueryAtHead(), the relay keeps RowDescription,
+  // DataRow, CommandComplete, ErrorResponse and NoticeResponse from the caller and the tracker,
+  // and reports only the ReadyForQuery that ends it (OnReadyForQuery). It is never recorded.
+  bool OnAgentQuery();
+  bool AgentQueryAtHead();
   // `injected_error`: non-empty when the relay REFUSED messages of this batch and replaced them
   // with this Sync; the bytes (a complete ErrorResponse) are returned by OnReadyForQuery for the
   // relay to write just before that ReadyForQuery, so the caller sees the refusal in order.
@@ -108,7 +116,7 @@ class StatementTracker {
   size_t PendingOperations() const;
 
  private:
-  enum class OpKind { kQuery, kParse, kBind, kDescribe, kExecute, kClose, kFunctionCall, kSync, kCopyEnd };
+  enum class OpKind { kQuery, kParse, kBind, kDescribe, kExecute, kClose, kFunctionCall, kSync, kCopyEnd, kAgentQuery };
   struct Op {
     explicit Op(OpKind k) : kind(k) {}
     OpKind kind;

@@ -4,10 +4,12 @@
 
 #include <array>
 #include <chrono>
-#include <regex>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "agent/inspect/literals.h"
 #include "agent/session/session_stream.h"
+#include "agent/session/statement_gate.h"
 #include "agent/session/statement_policy.h"
 #include "agent/upstream/credential_resolver.h"
 #include "common/pgwire/messages.h"
@@ -38,165 +40,7 @@ const char* StateName(AgentSession::State state) {
   return "?";
 }
 
-// Drivers set application_name after login (pgJDBC sends SET application_name = '...').
-// Refusing would break them; letting it through would lose the attribution. Such a SET is
-// rewritten to set the value pgward owns, so the driver sees success and Postgres keeps
-// pgward:<principal>. Only this exact shape qualifies; every other change stays refused.
-bool IsPlainApplicationNameSet(const inspect::AnalyzedStatement& statement) {
-  static const std::regex kShape(R"(^\s*set\s+(session\s+)?application_name\s*(=|to)\s*\$1\s*;?\s*$)",
-                                 std::regex::icase);
-  return statement.parsed && statement.tampers_identity && std::regex_match(statement.normalized, kShape);
-}
-
-std::string QuoteLiteral(std::string_view value) {
-  std::string quoted = "'";
-  for (char c : value) {
-    quoted.push_back(c);
-    if (c == '\'') quoted.push_back('\'');
-  }
-  quoted.push_back('\'');
-  return quoted;
-}
-
 }  // namespace
-
-// Frontend messages (caller -> Postgres): every statement is analyzed and checked before it
-// is appended to the bytes bound upstream; refused ones never leave the agent.
-class AgentSession::FrontendHandler : public pgwire::MessageHandler {
- public:
-  explicit FrontendHandler(AgentSession& s) : s_(s) {}
-
-  absl::Status OnMessage(const pgwire::MessageView& msg) override {
-    std::string& out = s_.to_upstream_;
-    if (s_.discard_until_sync_ && msg.type != 'S' && msg.type != 'X') return absl::OkStatus();
-    switch (msg.type) {
-      case 'Q': {
-        auto sql = pgwire::DecodeQuery(msg.body);
-        if (!sql.ok()) return sql.status();
-        auto statements = s_.deps_.analyzer->AnalyzeQuery(*sql);
-        if (statements.size() == 1 && IsPlainApplicationNameSet(*statements[0])) {
-          s_.tracker_.OnQuery(std::move(statements));
-          pgwire::AppendQuery(out, s_.OwnedApplicationNameSet());
-          return absl::OkStatus();
-        }
-        for (const auto& statement : statements) {
-          PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
-          if (!decision.allowed) {
-            // A Sync in place of the Query yields a ReadyForQuery at exactly the point the
-            // caller expects one; the refusal is written just before it.
-            s_.EmitDenied(*statement, false, decision.reason);
-            s_.tracker_.OnSync(Refusal(decision.reason));
-            pgwire::AppendSync(out);
-            return absl::OkStatus();
-          }
-        }
-        s_.tracker_.OnQuery(std::move(statements));
-        break;
-      }
-      case 'P': {
-        auto parse = pgwire::DecodeParse(msg.body);
-        if (!parse.ok()) return parse.status();
-        auto statement = s_.deps_.analyzer->AnalyzeParse(parse->query);
-        if (parse->param_type_count == 0 && IsPlainApplicationNameSet(*statement)) {
-          s_.tracker_.OnParse(parse->statement, std::move(statement));
-          size_t at = pgwire::BeginMessage(out, 'P');
-          pgwire::AppendCString(out, parse->statement);
-          pgwire::AppendCString(out, s_.OwnedApplicationNameSet());
-          pgwire::AppendInt16(out, 0);
-          pgwire::FinishMessage(out, at);
-          return absl::OkStatus();
-        }
-        PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
-        if (!decision.allowed) {
-          // Extended protocol: like a server error, skip everything up to the next Sync.
-          s_.EmitDenied(*statement, true, decision.reason);
-          s_.discard_until_sync_ = true;
-          s_.refusal_ = Refusal(decision.reason);
-          return absl::OkStatus();
-        }
-        s_.tracker_.OnParse(parse->statement, std::move(statement));
-        break;
-      }
-      case 'B': {
-        auto bind = pgwire::DecodeBind(msg.body);
-        if (!bind.ok()) return bind.status();
-        s_.tracker_.OnBind(bind->portal, bind->statement);
-        break;
-      }
-      case 'D':
-      case 'C': {
-        auto target = pgwire::DecodeDescribeOrClose(msg.body);
-        if (!target.ok()) return target.status();
-        if (msg.type == 'D') {
-          s_.tracker_.OnDescribe(target->kind, target->name);
-        } else {
-          s_.tracker_.OnClose(target->kind, target->name);
-        }
-        break;
-      }
-      case 'E': {
-        auto execute = pgwire::DecodeExecute(msg.body);
-        if (!execute.ok()) return execute.status();
-        s_.tracker_.OnExecute(execute->portal);
-        break;
-      }
-      case 'S':
-        s_.tracker_.OnSync(std::exchange(s_.refusal_, {}));
-        s_.discard_until_sync_ = false;
-        break;
-      case 'F': {
-        // Fast-path calls name a function by OID, invisible to statement policy.
-        inspect::AnalyzedStatement call;
-        call.text = "<fast-path function call>";
-        const std::string reason = "fast-path function calls are not allowed through pgward";
-        s_.EmitDenied(call, true, reason);
-        s_.tracker_.OnSync(Refusal(reason));
-        pgwire::AppendSync(out);
-        return absl::OkStatus();
-      }
-      case 'X':
-        s_.client_terminated_ = true;
-        break;
-      case 'c':
-        s_.tracker_.OnCopyDone();
-        break;
-      case 'f':
-        s_.tracker_.OnCopyFail();
-        break;
-      case 'H':
-        break;
-      default:
-        return absl::InvalidArgumentError(
-            absl::StrCat("unexpected ", AbslView(pgwire::TypeName(pgwire::Direction::kFrontend, msg.type)),
-                         " message after start-up"));
-    }
-    out.append(msg.raw);
-    return absl::OkStatus();
-  }
-
-  absl::Status OnStreamedHeader(char, uint32_t, std::string_view header_raw) override {
-    if (!s_.discard_until_sync_) s_.to_upstream_.append(header_raw);
-    return absl::OkStatus();
-  }
-  absl::Status OnStreamedBody(std::string_view chunk, bool) override {
-    if (!s_.discard_until_sync_) s_.to_upstream_.append(chunk);
-    return absl::OkStatus();
-  }
-
- private:
-  std::string Refusal(const std::string& reason) {
-    std::string error;
-    pgwire::AppendErrorResponse(
-        error, "ERROR", pgwire::sqlstate::kInsufficientPrivilege,
-        absl::StrCat("pgward: statement refused: ", reason),
-        absl::StrCat("principal \"", s_.grant_.principal(), "\" on connection \"",
-                     s_.grant_.connection(), "\""),
-        "ask a pgward administrator for a grant that covers this statement");
-    return error;
-  }
-
-  AgentSession& s_;
-};
 
 // Backend messages (Postgres -> caller): forwarded unchanged, matched to statements for the
 // audit trail; DataRow and CopyData stream through without buffering.
@@ -205,6 +49,10 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
   explicit BackendHandler(AgentSession& s) : s_(s) {}
 
   absl::Status OnMessage(const pgwire::MessageView& msg) override {
+    if (!s_.pending_fatal_.empty()) return absl::OkStatus();  // ending: see EndWithFatal
+    if (s_.tracker_.AgentQueryAtHead()) {
+      if (std::optional<absl::Status> mine = OnIdentityCheckMessage(msg)) return *mine;
+    }
     std::string& out = *s_.stream_->outgoing().mutable_data();
     inspect::StatementTracker& tracker = s_.tracker_;
     absl::Status status;
@@ -256,7 +104,7 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
         if (!parameter.ok()) return parameter.status();
         if (auto change = s_.parameter_watch_->Check(parameter->first, parameter->second)) {
           s_.EndWithFatal(pgwire::sqlstate::kAdminShutdown, change->message, change->end_reason);
-          return absl::AbortedError(change->message);
+          return absl::OkStatus();  // dropped: nothing after EndWithFatal reaches the caller
         }
         break;
       }
@@ -276,11 +124,29 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
     return absl::OkStatus();
   }
 
-  absl::Status OnStreamedHeader(char, uint32_t, std::string_view header_raw) override {
+  absl::Status OnStreamedHeader(char type, uint32_t body_length, std::string_view header_raw) override {
+    if (!s_.pending_fatal_.empty()) return absl::OkStatus();
+    if (type == 'D' && s_.tracker_.AgentQueryAtHead()) {  // a row of the identity check
+      check_row_active_ = true;
+      check_row_oversized_ = body_length > inspect::IdentityCheck::kMaxValueBytes;
+      check_row_.clear();
+      return absl::OkStatus();
+    }
     s_.stream_->outgoing().mutable_data()->append(header_raw);
     return absl::OkStatus();
   }
   absl::Status OnStreamedBody(std::string_view chunk, bool last) override {
+    if (!s_.pending_fatal_.empty()) return absl::OkStatus();
+    if (check_row_active_) {
+      if (!check_row_oversized_) check_row_.append(chunk);
+      if (!last) return absl::OkStatus();
+      check_row_active_ = false;
+      if (check_row_oversized_) {
+        s_.identity_check_.OnOversizedRow();
+        return absl::OkStatus();
+      }
+      return s_.identity_check_.OnDataRow(check_row_);
+    }
     std::string& out = *s_.stream_->outgoing().mutable_data();
     out.append(chunk);
     if (last) s_.boundary_in_frame_ = out.size();
@@ -288,7 +154,39 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
   }
 
  private:
+  // The answer to the agent's identity check stays in the agent. nullopt: not part of it
+  // (ParameterStatus and NotificationResponse are asynchronous; a FATAL is for the caller).
+  std::optional<absl::Status> OnIdentityCheckMessage(const pgwire::MessageView& msg) {
+    switch (msg.type) {
+      case 'T':
+      case 'C':
+      case 'N':
+      case 'I':
+        return absl::OkStatus();
+      case 'E': {
+        auto fields = pgwire::DecodeErrorOrNotice(msg.body);
+        if (!fields.ok()) return fields.status();
+        if (fields->severity == "FATAL" || fields->severity == "PANIC") return std::nullopt;
+        s_.identity_check_.OnError();
+        return absl::OkStatus();
+      }
+      case 'Z': {
+        auto ready = pgwire::DecodeReadyForQuery(msg.body);
+        if (!ready.ok()) return ready.status();
+        auto injected = s_.tracker_.OnReadyForQuery(*ready);
+        if (!injected.ok()) return injected.status();
+        s_.OnIdentityCheckDone();
+        return absl::OkStatus();
+      }
+      default:
+        return std::nullopt;
+    }
+  }
+
   AgentSession& s_;
+  std::string check_row_;  // a DataRow of the identity check, collected across reads
+  bool check_row_active_ = false;
+  bool check_row_oversized_ = false;
 };
 
 AgentSession::AgentSession(asio::any_io_executor strand, pgward::v1::SessionGrant grant, SessionDeps deps)
@@ -296,7 +194,10 @@ AgentSession::AgentSession(asio::any_io_executor strand, pgward::v1::SessionGran
       grant_(std::move(grant)),
       deps_(std::move(deps)),
       frontend_reader_(pgwire::Direction::kFrontend, deps_.max_message_bytes),
-      backend_reader_(pgwire::Direction::kBackend, deps_.max_message_bytes) {}
+      backend_reader_(pgwire::Direction::kBackend, deps_.max_message_bytes),
+      identity_check_({grant_.principal(), grant_.session_id(), "pgward:" + grant_.principal()}),
+      check_identity_(AllowsClass(grant_.policy(), inspect::StatementClass::kProcedure)),
+      check_after_copy_(AllowsClass(grant_.policy(), inspect::StatementClass::kCopyIn)) {}
 
 AgentSession::~AgentSession() = default;
 
@@ -469,13 +370,15 @@ asio::awaitable<void> AgentSession::UpstreamToGateway() {
       unsent = true;
       break;
     }
-    if (frame.data().empty()) continue;
-    on_boundary_ = boundary_in_frame_ == frame.data().size();
-    frame.set_message_boundary(on_boundary_);
-    if (!co_await stream_->Write()) {
-      if (end_reason_.empty()) end_reason_ = "client_disconnect";
-      break;
+    if (!frame.data().empty()) {
+      on_boundary_ = boundary_in_frame_ == frame.data().size();
+      frame.set_message_boundary(on_boundary_);
+      if (!co_await stream_->Write()) {
+        if (end_reason_.empty()) end_reason_ = "client_disconnect";
+        break;
+      }
     }
+    if (!pending_fatal_.empty()) break;  // EndWithFatal: what came before it is delivered
   }
   CloseUpstream();
   auto& last = stream_->outgoing();
@@ -501,7 +404,7 @@ void AgentSession::EmitRecords() {
     event.set_command_tag(record.command_tag);
     event.set_rows(record.rows);
     event.set_sqlstate(record.sqlstate);
-    event.set_error(record.error);
+    event.set_error(ErrorText(record.error, record.sqlstate, record.statement.get()));
     event.set_duration_us(record.duration_us);
     event.set_decision("allowed");
     deps_.sink->EmitStatement(std::move(event));
@@ -523,10 +426,11 @@ pgward::v1::StatementEvent AgentSession::NewEvent(const inspect::AnalyzedStateme
 }
 
 void AgentSession::EmitDenied(const inspect::AnalyzedStatement& statement, bool extended,
-                              const std::string& error) {
+                              const PolicyDecision& decision) {
   pgward::v1::StatementEvent event = NewEvent(&statement, extended, NowMicros());
   event.set_rows(-1);
-  event.set_sqlstate(std::string(pgwire::sqlstate::kInsufficientPrivilege));
+  event.set_sqlstate(decision.sqlstate);
+  const std::string error = ErrorText(decision.reason, decision.sqlstate, &statement);
   event.set_error(error);
   event.set_decision("denied");
   deps_.sink->EmitStatement(std::move(event));
@@ -538,11 +442,21 @@ void AgentSession::EmitDenied(const inspect::AnalyzedStatement& statement, bool 
 std::string AgentSession::StatementText(const inspect::AnalyzedStatement& statement) const {
   if (grant_.policy().capture_literals()) return statement.text;
   if (statement.parsed) return statement.normalized;
+  switch (statement.limit) {
+    case inspect::AnalysisLimit::kTooLarge: return "<statement too large to analyze>";
+    case inspect::AnalysisLimit::kTooComplex: return "<statement nested too deeply to analyze>";
+    case inspect::AnalysisLimit::kNoResources: return "<statement not analyzed>";
+    case inspect::AnalysisLimit::kNone: break;
+  }
   return statement.text.empty() ? std::string() : "<statement that did not parse>";
 }
 
-std::string AgentSession::OwnedApplicationNameSet() const {
-  return "SET application_name = " + QuoteLiteral("pgward:" + grant_.principal());
+// Server errors echo values ("invalid input syntax for type integer: \"ssn-...\""), and so do
+// syntax errors in refusals: the same literal rule as StatementText.
+std::string AgentSession::ErrorText(std::string_view message, std::string_view sqlstate,
+                                    const inspect::AnalyzedStatement* statement) const {
+  if (message.empty() || grant_.policy().capture_literals()) return std::string(message);
+  return inspect::RedactErrorMessage(message, sqlstate, statement != nullptr ? statement->normalized : "");
 }
 
 void AgentSession::CloseUpstream() {
@@ -577,8 +491,9 @@ void AgentSession::EndWithFatal(std::string_view sqlstate, std::string_view mess
   if (!pending_fatal_.empty()) return;
   pgwire::AppendErrorResponse(pending_fatal_, "FATAL", sqlstate, message);
   if (end_reason_.empty()) end_reason_ = std::string(end_reason);
-  Log(LogLevel::kWarn, "session", id(), " ending (", end_reason, "): ", message);
-  // Wakes UpstreamToGateway if it waits on the database; it sends pending_fatal_ last.
+  Log(LogLevel::kWarn, "session", id(), " ending (", end_reason, ") for ", grant_.principal(), ": ", message);
+  // Stops UpstreamToGateway: at once if it is waiting for the server, else after the bytes it is
+  // handling now (the backend handler drops everything after this point).
   CloseUpstream();
 }
 

@@ -9,9 +9,11 @@
 #include <string>
 #include <string_view>
 
+#include "agent/inspect/identity_check.h"
 #include "agent/inspect/sql_analyzer.h"
 #include "agent/inspect/statement_tracker.h"
 #include "agent/session/session_stream.h"
+#include "agent/session/statement_policy.h"
 #include "agent/upstream/pinned_settings.h"
 #include "agent/upstream/tls_contexts.h"
 #include "agent/upstream/upstream_login.h"
@@ -66,9 +68,10 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   void Cancel();
   // Ends the session (revoke, kill, agent shutdown).
   void Stop(std::string reason);
-  // Ends a relaying session from inside the relay: the caller receives FATAL `sqlstate` with
-  // `message` right after the last whole message it was sent, and the session ends with
-  // `end_reason`. Call on the session's strand. The first call wins; later ones are ignored.
+  // Ends a relaying session from inside the relay (on the strand): the caller receives what was
+  // relayed so far up to the last whole message, then FATAL `sqlstate` with `message`, and the
+  // session ends with `end_reason`. Nothing the server sends afterwards reaches the caller.
+  // The first call wins; later ones are ignored.
   void EndWithFatal(std::string_view sqlstate, std::string_view message, std::string_view end_reason);
 
  private:
@@ -84,10 +87,17 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // The fields every statement event of this session shares.
   pgward::v1::StatementEvent NewEvent(const inspect::AnalyzedStatement* statement, bool extended,
                                       int64_t time_unix_us) const;
-  void EmitDenied(const inspect::AnalyzedStatement& statement, bool extended, const std::string& error);
+  void EmitDenied(const inspect::AnalyzedStatement& statement, bool extended, const PolicyDecision& decision);
   std::string StatementText(const inspect::AnalyzedStatement& statement) const;
+  // What the audit keeps of an error message: redacted unless the grant captures literals.
+  std::string ErrorText(std::string_view message, std::string_view sqlstate,
+                        const inspect::AnalyzedStatement* statement) const;
   void CloseUpstream();
-  std::string OwnedApplicationNameSet() const;
+  // Appends the identity check (the agent's own Query) to the bytes bound upstream, if the
+  // server will run it; otherwise leaves it owed.
+  void AppendIdentityCheck(std::string& out);
+  // The identity check's ReadyForQuery arrived: act on its verdict.
+  void OnIdentityCheckDone();
   // OK when the statement the server is running is of class `want` (a COPY direction).
   absl::Status CheckCopyResponse(inspect::StatementClass want, std::string_view message_name);
 
@@ -106,6 +116,13 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::string refusal_;               // the ErrorResponse owed at the next Sync
   bool client_terminated_ = false;
   std::string end_reason_;
+  // Identity check, for sessions whose grant allows caller-supplied code (see identity_check.h).
+  inspect::IdentityCheck identity_check_;
+  bool check_identity_ = false;       // the grant allows the procedure class
+  bool check_after_copy_ = false;     // the grant allows COPY FROM STDIN: check before the next round trip
+  bool check_owed_ = false;           // a check is due before the caller's next round trip
+  bool at_round_trip_start_ = true;   // the last caller message ended a round trip (Query or Sync)
+  bool batch_ran_ = false;            // the extended batch so far has a Bind or Execute
   std::atomic<bool> stopping_{false};
   std::optional<ParameterWatch> parameter_watch_;  // from the login's ParameterStatus values
   std::string pending_fatal_;  // EndWithFatal's ErrorResponse, sent as the relay's last bytes

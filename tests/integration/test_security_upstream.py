@@ -517,10 +517,11 @@ def test_statement_and_error_in_events_are_bounded(stack):
     marker = "…[truncated]"
     long_row = stack.wait_audit_rows(lambda r: f"{tag}_1" in r["statement"], principal="alice-bot")[0]
     assert len(long_row["statement"].encode()) <= 16 * 1024 and long_row["statement"].endswith(marker)
+    # A message raised by database code is not captured at all unless the grant captures
+    # literals (finding 12); the 4 KiB error bound and its UTF-8-safe cut are covered by
+    # event_bounds_test and, at the gateway, by test_security_gateway.py's rogue agent.
     err_row = stack.wait_audit_rows(lambda r: f"{tag}_err" in r["statement"], principal="alice-bot")[0]
-    assert err_row["error"].endswith(marker), err_row["error"][-40:]
-    assert len(err_row["error"].encode()) <= 4 * 1024
-    assert err_row["error"][:-len(marker)].endswith("é"), "cut inside a UTF-8 character"
+    assert err_row["error"] == "(message raised by database code; not captured)", err_row["error"][-80:]
 
 
 # ---- finding 13: no core dumps ------------------------------------------------------------

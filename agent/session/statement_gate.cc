@@ -1,0 +1,211 @@
+// AgentSession::FrontendHandler: see statement_gate.h. Message names follow the protocol
+// chapter "Message Formats" (PostgreSQL docs 55.7).
+#include "agent/session/statement_gate.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "agent/inspect/identity_check.h"
+#include "agent/upstream/pinned_settings.h"
+#include "common/pgwire/messages.h"
+#include "common/pgwire/sqlstate.h"
+#include "common/pgwire/wire_writer.h"
+#include "common/util/log.h"
+
+namespace pgward::agent {
+
+absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView& msg) {
+  std::string& out = s_.to_upstream_;
+  if (s_.discard_until_sync_ && msg.type != 'S' && msg.type != 'X') return absl::OkStatus();
+  switch (msg.type) {
+    case 'Q': {
+      auto sql = pgwire::DecodeQuery(msg.body);
+      if (!sql.ok()) return sql.status();
+      StartRoundTrip(out);
+      auto statements = s_.deps_.analyzer->AnalyzeQuery(*sql);
+      if (statements.size() == 1 && statements[0]->plain_application_name_set) {
+        s_.tracker_.OnQuery(std::move(statements));
+        pgwire::AppendQuery(out, OwnedApplicationNameSet(s_.grant_.principal()));
+        EndRoundTrip(out, /*ran=*/false, /*may_copy_in=*/false);
+        return absl::OkStatus();
+      }
+      bool may_copy_in = false;
+      for (const auto& statement : statements) {
+        PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
+        if (!decision.allowed) {
+          // A Sync in place of the Query yields a ReadyForQuery at exactly the point the
+          // caller expects one; the refusal is written just before it.
+          s_.EmitDenied(*statement, false, decision);
+          s_.tracker_.OnSync(Refusal(decision));
+          pgwire::AppendSync(out);
+          EndRoundTrip(out, /*ran=*/false, /*may_copy_in=*/false);
+          return absl::OkStatus();
+        }
+        may_copy_in |= statement->statement_class == inspect::StatementClass::kCopyIn;
+      }
+      const bool ran = !statements.empty();
+      s_.tracker_.OnQuery(std::move(statements));
+      out.append(msg.raw);
+      EndRoundTrip(out, ran, may_copy_in);
+      return absl::OkStatus();
+    }
+    case 'P': {
+      auto parse = pgwire::DecodeParse(msg.body);
+      if (!parse.ok()) return parse.status();
+      StartRoundTrip(out);
+      auto statement = s_.deps_.analyzer->AnalyzeParse(parse->query);
+      if (parse->param_type_count == 0 && statement->plain_application_name_set) {
+        s_.tracker_.OnParse(parse->statement, std::move(statement));
+        size_t at = pgwire::BeginMessage(out, 'P');
+        pgwire::AppendCString(out, parse->statement);
+        pgwire::AppendCString(out, OwnedApplicationNameSet(s_.grant_.principal()));
+        pgwire::AppendInt16(out, 0);
+        pgwire::FinishMessage(out, at);
+        return absl::OkStatus();
+      }
+      PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
+      if (!decision.allowed) {
+        // Extended protocol: like a server error, skip everything up to the next Sync.
+        s_.EmitDenied(*statement, true, decision);
+        s_.discard_until_sync_ = true;
+        s_.refusal_ = Refusal(decision);
+        return absl::OkStatus();
+      }
+      s_.tracker_.OnParse(parse->statement, std::move(statement));
+      break;
+    }
+    case 'B': {
+      auto bind = pgwire::DecodeBind(msg.body);
+      if (!bind.ok()) return bind.status();
+      StartRoundTrip(out);
+      s_.tracker_.OnBind(bind->portal, bind->statement);
+      s_.batch_ran_ = true;  // binding can run code: domain checks, planning-time function calls
+      break;
+    }
+    case 'D':
+    case 'C': {
+      auto target = pgwire::DecodeDescribeOrClose(msg.body);
+      if (!target.ok()) return target.status();
+      StartRoundTrip(out);
+      if (msg.type == 'D') {
+        s_.tracker_.OnDescribe(target->kind, target->name);
+      } else {
+        s_.tracker_.OnClose(target->kind, target->name);
+      }
+      break;
+    }
+    case 'E': {
+      auto execute = pgwire::DecodeExecute(msg.body);
+      if (!execute.ok()) return execute.status();
+      StartRoundTrip(out);
+      s_.tracker_.OnExecute(execute->portal);
+      s_.batch_ran_ = true;
+      break;
+    }
+    case 'S': {
+      s_.tracker_.OnSync(std::exchange(s_.refusal_, {}));
+      s_.discard_until_sync_ = false;
+      out.append(msg.raw);
+      const bool ran = std::exchange(s_.batch_ran_, false);
+      // COPY FROM STDIN may be running: the server ignores this Sync and would take a Query
+      // inside the copy for a protocol error, so a grant with copy_in checks at the next start.
+      EndRoundTrip(out, ran, /*may_copy_in=*/s_.check_after_copy_);
+      return absl::OkStatus();
+    }
+    case 'F': {
+      // Fast-path calls name a function by OID, invisible to statement policy.
+      inspect::AnalyzedStatement call;
+      call.text = "<fast-path function call>";
+      PolicyDecision decision{false, std::string(pgwire::sqlstate::kInsufficientPrivilege),
+                              "fast-path function calls are not allowed through pgward"};
+      s_.EmitDenied(call, true, decision);
+      s_.tracker_.OnSync(Refusal(decision));
+      pgwire::AppendSync(out);
+      EndRoundTrip(out, std::exchange(s_.batch_ran_, false), /*may_copy_in=*/s_.check_after_copy_);
+      return absl::OkStatus();
+    }
+    case 'X':
+      s_.client_terminated_ = true;
+      break;
+    case 'c':
+      s_.tracker_.OnCopyDone();
+      break;
+    case 'f':
+      s_.tracker_.OnCopyFail();
+      break;
+    case 'H':
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("unexpected ", AbslView(pgwire::TypeName(pgwire::Direction::kFrontend, msg.type)),
+                       " message after start-up"));
+  }
+  out.append(msg.raw);
+  return absl::OkStatus();
+}
+
+absl::Status AgentSession::FrontendHandler::OnStreamedHeader(char, uint32_t, std::string_view header_raw) {
+  if (!s_.discard_until_sync_) s_.to_upstream_.append(header_raw);
+  return absl::OkStatus();
+}
+
+absl::Status AgentSession::FrontendHandler::OnStreamedBody(std::string_view chunk, bool) {
+  if (!s_.discard_until_sync_) s_.to_upstream_.append(chunk);
+  return absl::OkStatus();
+}
+
+std::string AgentSession::FrontendHandler::Refusal(const PolicyDecision& decision) const {
+  return BuildRefusal(decision, s_.grant_.principal(), s_.grant_.connection());
+}
+
+void AgentSession::FrontendHandler::StartRoundTrip(std::string& out) {
+  if (s_.at_round_trip_start_ && s_.check_owed_) s_.AppendIdentityCheck(out);
+  s_.at_round_trip_start_ = false;
+}
+
+void AgentSession::FrontendHandler::EndRoundTrip(std::string& out, bool ran, bool may_copy_in) {
+  s_.at_round_trip_start_ = true;
+  if (!ran || !s_.check_identity_) return;
+  if (may_copy_in) {
+    s_.check_owed_ = true;
+  } else {
+    s_.AppendIdentityCheck(out);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The identity check (inspect/identity_check.h), for sessions whose grant allows code.
+
+void AgentSession::AppendIdentityCheck(std::string& out) {
+  if (!tracker_.OnAgentQuery()) {  // the server would discard it: try again at the next round trip
+    check_owed_ = true;
+    return;
+  }
+  pgwire::AppendQuery(out, inspect::IdentityCheck::QueryText());
+  check_owed_ = false;
+}
+
+void AgentSession::OnIdentityCheckDone() {
+  const inspect::IdentityCheck::Verdict verdict = identity_check_.Finish();
+  identity_check_.Begin();
+  switch (verdict) {
+    case inspect::IdentityCheck::Verdict::kIntact:
+      break;
+    case inspect::IdentityCheck::Verdict::kUnknown:
+      check_owed_ = true;  // e.g. 25P02 in an aborted transaction, which cannot keep a change anyway
+      break;
+    case inspect::IdentityCheck::Verdict::kIdentityChanged:
+      EndWithFatal(pgwire::sqlstate::kAdminShutdown,
+                   "pgward: the session's identity settings were changed by code it ran; the session was ended",
+                   kIdentityChanged);
+      break;
+    case inspect::IdentityCheck::Verdict::kLexingChanged:
+      EndWithFatal(pgwire::sqlstate::kAdminShutdown,
+                   "pgward: the session's SQL parsing settings (standard_conforming_strings, client_encoding) were "
+                   "changed by code it ran; the session was ended",
+                   kLexingSettingChanged);
+      break;
+  }
+}
+
+}  // namespace pgward::agent
