@@ -83,7 +83,7 @@ bool AllowsClass(const pgward::v1::Policy& policy, StatementClass statement_clas
   return (AllowedClasses(policy) & ClassBit(statement_class)) != 0;
 }
 
-bool AllowsSessionMonitoring(const pgward::v1::Policy&) { return false; }
+bool AllowsSessionMonitoring(const pgward::v1::Policy& policy) { return policy.allow_monitoring(); }
 
 PolicyDecision CheckStatement(const pgward::v1::Policy& policy, const inspect::AnalyzedStatement& statement) {
   using inspect::AnalysisLimit;

@@ -22,8 +22,8 @@ struct PolicyDecision {
 inspect::ClassSet AllowedClasses(const pgward::v1::Policy& policy);
 bool AllowsClass(const pgward::v1::Policy& policy, inspect::StatementClass statement_class);
 
-// Whether a grant may read the views that show other sessions (pg_stat_activity, pg_locks, ...).
-// Always false today: Policy has no field for it yet (a gateway/CLI change); this is the hook.
+// Whether a grant may read the views that show other sessions (pg_stat_activity, pg_locks, ...):
+// `pgwardctl grant create --allow-monitoring`, off by default.
 bool AllowsSessionMonitoring(const pgward::v1::Policy& policy);
 
 // Refused under every mode: text over a size or depth limit, text libpg_query cannot parse,

@@ -23,6 +23,10 @@ int64_t NowMillis() {
       .count();
 }
 
+// What MODE_READ_WRITE allows, as statement class names (the agent's StatementClassName).
+constexpr const char* kReadWriteClasses[] = {"read",     "write",    "ddl",       "transaction", "session",
+                                             "copy_in",  "copy_out", "privilege", "maintenance"};
+
 int ModeRank(pgward::v1::Mode mode) {
   switch (mode) {
     case pgward::v1::MODE_READ_WRITE: return 3;
@@ -59,9 +63,11 @@ pgward::v1::Policy EffectivePolicy(const std::vector<pgward::v1::Grant>& grants)
   pgward::v1::Policy best;
   std::set<std::string> classes;
   bool capture = false;
+  bool monitoring = false;
   for (const auto& grant : grants) {
     const auto& policy = grant.policy();
     capture = capture || policy.capture_literals();
+    monitoring = monitoring || policy.allow_monitoring();
     if (policy.mode() == pgward::v1::MODE_STATEMENT_CLASSES) {
       classes.insert(policy.statement_classes().begin(), policy.statement_classes().end());
     }
@@ -70,11 +76,18 @@ pgward::v1::Policy EffectivePolicy(const std::vector<pgward::v1::Grant>& grants)
       best.set_grant_id(grant.id());
     }
   }
+  // Read-write is every class but caller-supplied code ("procedure", alias "code"). A classes
+  // grant that adds code on top of a read-write one widens it: the session gets both.
+  if (best.mode() == pgward::v1::MODE_READ_WRITE && (classes.count("procedure") > 0 || classes.count("code") > 0)) {
+    best.set_mode(pgward::v1::MODE_STATEMENT_CLASSES);
+    classes.insert(std::begin(kReadWriteClasses), std::end(kReadWriteClasses));
+  }
   if (best.mode() == pgward::v1::MODE_STATEMENT_CLASSES) {
     best.clear_statement_classes();
     for (const auto& c : classes) best.add_statement_classes(c);
   }
   best.set_capture_literals(capture);
+  best.set_allow_monitoring(monitoring);
   return best;
 }
 

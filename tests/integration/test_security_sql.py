@@ -19,10 +19,12 @@ Parse/Bind/Execute/Sync (PQexecParams), both on psycopg's own libpq connection.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
 import psycopg
+
 import pytest
 from psycopg import pq
 
@@ -420,6 +422,21 @@ def test_monitoring_views_are_refused_in_every_mode(stack, principal):
         for sql in MONITORING:
             assert_refused(simple(conn, sql), "42501", f"{principal}: {sql}")
             assert_refused(extended(conn, sql), "42501", f"{principal} extended: {sql}")
+
+
+def test_a_grant_with_allow_monitoring_may_read_the_monitoring_views(stack):
+    principal = "sqlsec-monitor-bot"
+    grant = stack.grant(principal, mode="read-only", extra=["--allow-monitoring"])
+    try:
+        listed = json.loads(stack.ctl("grant", "list", "--principal", principal, "--json").stdout)
+        assert [g["allow_monitoring"] for g in listed] == [True]
+        with connect_as(stack, principal) as conn:
+            for sql in MONITORING:
+                assert simple(conn, sql).sqlstate is None, f"monitoring grant: {sql}"
+            # Everything else stays as the grant's mode says.
+            assert_refused(simple(conn, "SELECT pg_advisory_lock(1)"), "42501", "read-only monitoring grant")
+    finally:
+        stack.ctl("grant", "delete", (grant.get("id") if isinstance(grant, dict) else grant[0]["id"]))
 
 
 def test_read_only_cannot_signal_lock_notify_or_write_sequences(stack):

@@ -12,7 +12,7 @@
 namespace pgward::ctl {
 namespace {
 
-constexpr std::array<const char*, 5> kSwitches = {"json", "active", "password-stdin", "help", "h"};
+constexpr std::array<const char*, 6> kSwitches = {"json", "active", "password-stdin", "allow-monitoring", "help", "h"};
 constexpr std::array<const char*, 4> kGlobalFlags = {"gateway", "token-file", "ca-file", "json"};
 
 bool IsSwitch(const std::string& name) {

@@ -47,6 +47,7 @@ absl::StatusOr<v1::Grant> GrantFromFlags(const ParsedArgs& args) {
     return absl::InvalidArgumentError("--mode classes needs --classes a,b,...");
   }
   if (args.Has("issuer")) g.set_issuer(*args.Get("issuer"));
+  if (args.Has("allow-monitoring")) policy.set_allow_monitoring(true);
   if (args.Has("max-sessions")) {
     absl::StatusOr<uint64_t> n = ParseNumber("max-sessions", *args.Get("max-sessions"), 1, 100000);
     if (!n.ok()) return n.status();
@@ -144,7 +145,7 @@ CommandResult RunGrant(CommandContext& ctx, const std::string& verb) {
   absl::Status allowed = absl::OkStatus();
   if (verb == "create") {
     allowed = ctx.args().CheckAllowed(
-        {"principal", "group", "connection", "mode", "classes", "issuer", "expires", "max-sessions"}, "grant create");
+        {"principal", "group", "connection", "mode", "classes", "issuer", "expires", "max-sessions", "allow-monitoring"}, "grant create");
   } else if (verb == "list") {
     allowed = ctx.args().CheckAllowed({"principal", "group", "connection", "issuer"}, "grant list");
   } else {

@@ -94,6 +94,7 @@ nlohmann::ordered_json GrantJson(const pgward::v1::Grant& g) {
   j["expires"] = g.expires_unix_ms() == 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(FormatTimeMs(g.expires_unix_ms()));
   const uint32_t max_sessions = g.policy().limits().max_sessions();  // 0: the gateway's default
   j["max_sessions"] = max_sessions == 0 ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(max_sessions);
+  j["allow_monitoring"] = g.policy().allow_monitoring();
   j["created"] = FormatTimeMs(g.created_unix_ms());
   j["created_by"] = g.created_by();
   return j;

@@ -22,10 +22,12 @@ constexpr std::array<std::pair<const char*, const char*>, 5> kNouns = {{
     {"grant",
      "  pgwardctl grant create (--principal P | --group G) --connection C --mode read-only|read-write|classes\n"
      "            [--classes read,write,ddl,transaction,session,copy_in,copy_out,privilege,maintenance,procedure]\n"
-     "            [--issuer URL] [--expires DURATION|RFC3339] [--max-sessions N]\n"
+     "            [--issuer URL] [--expires DURATION|RFC3339] [--max-sessions N] [--allow-monitoring]\n"
      "            --issuer: the principal's or group's issuer; required when the gateway trusts several\n"
      "            --max-sessions: live sessions the principal may hold on C (default: the gateway's\n"
      "            --max-sessions-per-principal)\n"
+     "            --allow-monitoring: may read pg_stat_activity, pg_locks, pg_stat_statements and the\n"
+     "            like, which show every other session's statements (refused by default)\n"
      "  pgwardctl grant list [--principal P] [--group G] [--issuer URL] [--connection C]\n"
      "  pgwardctl grant delete ID\n"},
     {"session",

@@ -47,3 +47,26 @@ TEST_CASE("a single read-only grant stays read-only", "[broker]") {
   CHECK(policy.grant_id() == "only");
   CHECK_FALSE(policy.capture_literals());
 }
+
+TEST_CASE("a classes grant with code on top of a read-write grant gives both", "[broker]") {
+  auto policy = EffectivePolicy({GrantOf("g1", pgward::v1::MODE_READ_WRITE),
+                                 GrantOf("g2", pgward::v1::MODE_STATEMENT_CLASSES, {"read", "procedure"})});
+  CHECK(policy.mode() == pgward::v1::MODE_STATEMENT_CLASSES);
+  std::vector<std::string> classes(policy.statement_classes().begin(), policy.statement_classes().end());
+  CHECK(classes == std::vector<std::string>{"copy_in", "copy_out", "ddl", "maintenance", "privilege", "procedure",
+                                            "read", "session", "transaction", "write"});
+}
+
+TEST_CASE("a read-write grant with a classes grant that adds no code stays read-write", "[broker]") {
+  auto policy = EffectivePolicy({GrantOf("g1", pgward::v1::MODE_READ_WRITE),
+                                 GrantOf("g2", pgward::v1::MODE_STATEMENT_CLASSES, {"read", "ddl"})});
+  CHECK(policy.mode() == pgward::v1::MODE_READ_WRITE);
+  CHECK(policy.statement_classes_size() == 0);
+}
+
+TEST_CASE("monitoring is allowed when any matching grant allows it, and off by default", "[broker]") {
+  CHECK_FALSE(EffectivePolicy({GrantOf("g1", pgward::v1::MODE_READ_WRITE)}).allow_monitoring());
+  auto monitoring = GrantOf("g2", pgward::v1::MODE_READ_ONLY);
+  monitoring.mutable_policy()->set_allow_monitoring(true);
+  CHECK(EffectivePolicy({GrantOf("g1", pgward::v1::MODE_READ_WRITE), monitoring}).allow_monitoring());
+}
