@@ -1,18 +1,46 @@
-// RunWithStack: runs a function on a new thread with a stack of a given size and waits for it.
+// LargeStackWorker: one long-lived thread with a large stack that runs functions for callers.
 // libpg_query and its normalizer recurse once per nesting level of a statement, up to ~450 bytes
 // a level, so a long statement can need far more stack than the calling thread has.
 #pragma once
 
+#include <pthread.h>
+
 #include <cstddef>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/functional/function_ref.h"
+#include "absl/synchronization/mutex.h"
 
 namespace pgward::inspect {
 
-// Returns false if the thread could not be started (the function did not run). The stack is
-// reserved, not committed: only the pages a deep statement touches cost memory, and they are
-// returned when the thread ends. An exception from `fn` is swallowed on that thread: callers
-// detect an unfinished `fn` themselves (SqlAnalyzer fails closed).
-bool RunWithStack(size_t stack_bytes, absl::FunctionRef<void()> fn);
+// One thread, started on first use and kept: libpg_query sets up per-thread state (a memory
+// context and a pthread key, of which a process has only PTHREAD_KEYS_MAX) in every thread that
+// parses, so a thread per call would exhaust the process's pthread keys after about a thousand
+// long statements. Callers take turns; each waits for its own function. The stack is reserved,
+// not committed: only the pages a deep statement touches cost memory.
+class LargeStackWorker {
+ public:
+  explicit LargeStackWorker(size_t stack_bytes) : stack_bytes_(stack_bytes) {}
+  ~LargeStackWorker();
+  LargeStackWorker(const LargeStackWorker&) = delete;
+  LargeStackWorker& operator=(const LargeStackWorker&) = delete;
+
+  // Runs `fn` on the worker thread and waits for it. Returns false if the thread could not be
+  // started (the function did not run). An exception from `fn` is swallowed on the worker:
+  // callers detect an unfinished `fn` themselves (SqlAnalyzer fails closed).
+  bool Run(absl::FunctionRef<void()> fn);
+
+ private:
+  static void* ThreadMain(void* self);
+  void Loop();
+
+  const size_t stack_bytes_;
+  absl::Mutex turn_mu_;  // one caller at a time
+  absl::Mutex mu_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::FunctionRef<void()>* job_ ABSL_GUARDED_BY(mu_) = nullptr;  // set by Run, cleared when done
+  pthread_t thread_{};
+};
 
 }  // namespace pgward::inspect

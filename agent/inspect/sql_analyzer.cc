@@ -183,7 +183,10 @@ std::optional<StatementClass> StatementClassFromName(std::string_view name) {
 }
 
 SqlAnalyzer::SqlAnalyzer(size_t cache_entries, AnalyzerLimits limits)
-    : limits_(limits), query_cache_(cache_entries), parse_cache_(cache_entries) {}
+    : limits_(limits),
+      large_stack_(limits.large_stack_bytes),
+      query_cache_(cache_entries),
+      parse_cache_(cache_entries) {}
 
 std::vector<AnalyzedStatementPtr> SqlAnalyzer::Analyze(std::string_view sql) const {
   std::vector<AnalyzedStatementPtr> out;
@@ -201,7 +204,7 @@ std::vector<AnalyzedStatementPtr> SqlAnalyzer::Analyze(std::string_view sql) con
   const std::string owned(sql);  // libpg_query needs a NUL-terminated string
   if (owned.size() <= limits_.inline_bytes) return ParseAndAnalyze(owned, limits_);
   bool done = false;
-  const bool ran = RunWithStack(limits_.large_stack_bytes, [&] {
+  const bool ran = large_stack_.Run([&] {
     out = ParseAndAnalyze(owned, limits_);
     done = true;
   });

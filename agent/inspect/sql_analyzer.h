@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/inspect/lru_cache.h"
+#include "agent/inspect/run_with_stack.h"
 
 namespace pgward::inspect {
 
@@ -127,6 +128,8 @@ class SqlAnalyzer {
   std::vector<AnalyzedStatementPtr> Analyze(std::string_view sql) const;
 
   const AnalyzerLimits limits_;
+  // Analyzes texts over limits_.inline_bytes; mutable: Analyze() is logically const.
+  mutable LargeStackWorker large_stack_;
   absl::Mutex mu_;
   LruCache<std::vector<AnalyzedStatementPtr>> query_cache_ ABSL_GUARDED_BY(mu_);
   LruCache<AnalyzedStatementPtr> parse_cache_ ABSL_GUARDED_BY(mu_);
