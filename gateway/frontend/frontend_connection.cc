@@ -7,7 +7,6 @@
 #include <ctime>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/pgwire/messages.h"
 #include "common/pgwire/protocol.h"
