@@ -284,7 +284,8 @@ asio::awaitable<void> AgentSession::Run() {
     // defence should its timer or its EndSession not arrive.
     asio::steady_timer deadline(strand_);
     if (grant_.deadline_unix_ms() > 0) {
-      deadline.expires_after(std::chrono::milliseconds(std::max<int64_t>(0, grant_.deadline_unix_ms() - NowMicros() / 1000)));
+      const int64_t left_ms = std::max<int64_t>(0, grant_.deadline_unix_ms() - NowMicros() / 1000);
+      deadline.expires_after(std::chrono::milliseconds(left_ms));
       deadline.async_wait([self](const asio::error_code& ec) {
         if (ec || self->state_ != State::kRelaying) return;
         self->EndWithFatal(pgwire::sqlstate::kAdminShutdown,
@@ -336,8 +337,8 @@ asio::awaitable<void> AgentSession::GatewayToUpstream() {
   asio::steady_timer backlog_wait(strand_);
   for (;;) {
     // Backpressure: while the event queue is at its bound no new caller bytes are read, so no
-    // new statements run (gRPC flow control then holds the caller). A stop ends the wait.
-    for (bool logged = false; deps_.sink->Backlogged() && !stopping_;) {
+    // new statements run (gRPC flow control then holds the caller). A stop or a FATAL ends the wait.
+    for (bool logged = false; deps_.sink->Backlogged() && !stopping_ && pending_fatal_.empty();) {
       if (!logged) {
         logged = true;
         Log(LogLevel::kWarn, "session", id(), " waits: too many events await the gateway's acknowledgement");
