@@ -126,6 +126,7 @@ int main(int argc, char** argv) {
       *wrapped.mutable_session_ended() = std::move(event);
       events_.Append(std::move(wrapped));
     }
+    bool Backlogged() override { return events_.Backlogged(); }
 
    private:
     pgward::agent::EventQueue& events_;

@@ -2,6 +2,7 @@
 
 #include <asio/experimental/awaitable_operators.hpp>
 
+#include <algorithm>
 #include <random>
 
 #include "common/util/log.h"
@@ -17,7 +18,14 @@ ControlClient::ControlClient(asio::io_context& io, pgward::v1::AgentService::Stu
       options_(std::move(options)),
       sessions_(sessions),
       events_(events),
-      wake_(strand_) {}
+      wake_(strand_),
+      heartbeat_(options_.heartbeat) {}
+
+std::chrono::milliseconds ControlClient::HeartbeatInterval(uint32_t welcome_ms, std::chrono::milliseconds fallback) {
+  if (welcome_ms == 0) return fallback;
+  return std::clamp(std::chrono::milliseconds(welcome_ms), std::chrono::milliseconds(1000),
+                    std::chrono::milliseconds(60000));
+}
 
 asio::awaitable<void> ControlClient::Run() {
   std::mt19937_64 rng(std::random_device{}());
@@ -47,11 +55,11 @@ asio::awaitable<void> ControlClient::Run() {
 
 asio::awaitable<bool> ControlClient::Serve(Stream& stream) {
   broken_ = false;
+  heartbeat_ = options_.heartbeat;
   auto* hello = stream.outgoing().mutable_hello();
   hello->set_agent_name(options_.agent_name);
   hello->set_version(options_.version);
   hello->set_boot_id(events_.boot_id());
-  hello->set_oldest_unacked_seq(events_.LastAcked() + 1);
   if (!co_await stream.Write()) co_return false;
   bool welcomed = false;
   co_await (ReadLoop(stream, welcomed) && WriteLoop(stream));
@@ -63,43 +71,57 @@ asio::awaitable<void> ControlClient::ReadLoop(Stream& stream, bool& welcomed) {
   for (;;) {
     const bool ok = co_await stream.Read();
     if (!ok) break;
-    Dispatch(stream.incoming(), welcomed);
+    if (!Dispatch(stream.incoming(), welcomed)) break;
   }
   broken_ = true;
   wake_.Post(true);
 }
 
-void ControlClient::Dispatch(const pgward::v1::GatewayMessage& message, bool& welcomed) {
+bool ControlClient::Dispatch(const pgward::v1::GatewayMessage& message, bool& welcomed) {
   switch (message.msg_case()) {
     case pgward::v1::GatewayMessage::kWelcome:
       welcomed = true;
       connected_ = true;
-      Log(LogLevel::kInfo, "control", "connected to gateway as agent ", options_.agent_name);
-      break;
+      heartbeat_ = HeartbeatInterval(message.welcome().heartbeat_interval_ms(), options_.heartbeat);
+      wake_.Post(true);  // the writer re-arms its heartbeat timer
+      Log(LogLevel::kInfo, "control", "connected to gateway as agent ", options_.agent_name, " (heartbeat every ",
+          heartbeat_.count(), " ms)");
+      return true;
     case pgward::v1::GatewayMessage::kSessionGrant:
       Log(LogLevel::kInfo, "control", "session grant ", message.session_grant().session_id(), " for ",
           message.session_grant().principal(), " on ", message.session_grant().connection());
       sessions_.Start(message.session_grant());
-      break;
+      return true;
     case pgward::v1::GatewayMessage::kCancelSession:
       sessions_.Cancel(message.cancel_session().session_id());
-      break;
-    case pgward::v1::GatewayMessage::kEndSession:
-      sessions_.End(message.end_session().session_id(), message.end_session().reason());
-      break;
+      return true;
+    case pgward::v1::GatewayMessage::kEndSession: {
+      const auto& end = message.end_session();
+      Log(LogLevel::kInfo, "control", "gateway ended session ", end.session_id(), " (", end.reason(), "; caller told ",
+          end.sqlstate(), " \"", end.message(), "\")");
+      sessions_.End(end.session_id(), end.reason().empty() ? std::string("killed") : end.reason());
+      return true;
+    }
     case pgward::v1::GatewayMessage::kAck:
       if (message.ack().boot_id() == events_.boot_id()) events_.Ack(message.ack().seq());
+      return true;
+    case pgward::v1::GatewayMessage::MSG_NOT_SET:
       break;
-    default:
-      Log(LogLevel::kWarn, "control", "ignoring an unknown message from the gateway");
   }
+  // Fail closed (STYLE.md): a newer gateway's message this agent cannot act on (an empty
+  // oneof, or a field number it does not know) ends the stream; the agent reconnects with
+  // backoff, and the count shows in the log.
+  const uint64_t count = ++unknown_messages_;
+  Log(LogLevel::kError, "control", "unknown message from the gateway (", message.ByteSizeLong(),
+      " bytes); ending the control stream (unknown messages so far: ", count, ")");
+  return false;
 }
 
 asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
   // Everything not yet acknowledged goes again after a reconnect.
   uint64_t last_sent = events_.LastAcked();
   asio::steady_timer heartbeat(strand_);
-  heartbeat.expires_after(options_.heartbeat);
+  heartbeat.expires_after(heartbeat_);
   constexpr size_t kMaxBatch = 512;
   while (!broken_) {
     auto batch = events_.Unsent(last_sent, kMaxBatch);
@@ -118,9 +140,11 @@ asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
                                  .count());
       beat->set_active_sessions(static_cast<uint32_t>(sessions_.Count()));
       if (!co_await stream.Write()) break;
-      heartbeat.expires_after(options_.heartbeat);
+      heartbeat.expires_after(heartbeat_);
       continue;
     }
+    // A Welcome may have shortened the interval since the timer was set.
+    if (heartbeat.expiry() > std::chrono::steady_clock::now() + heartbeat_) heartbeat.expires_after(heartbeat_);
     co_await (wake_.Wait() ||
               heartbeat.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
   }

@@ -5,6 +5,7 @@
 
 #include <asio.hpp>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -36,13 +37,19 @@ class ControlClient {
   // Called by EventQueue on every append; cheap and thread-safe.
   void Wake() { wake_.Post(true); }
   bool connected() const { return connected_; }
+  // Gateway messages this agent did not understand (each ended its stream) since start.
+  uint64_t unknown_messages() const { return unknown_messages_.load(); }
+  // The heartbeat interval a Welcome asks for, clamped to 1 s..60 s; 0 (unset) gives `fallback`.
+  static std::chrono::milliseconds HeartbeatInterval(uint32_t welcome_ms, std::chrono::milliseconds fallback);
+  // Acts on one gateway message (public for tests; only the read loop calls it). False for a
+  // message this agent does not understand: the stream then ends (fail closed).
+  bool Dispatch(const pgward::v1::GatewayMessage& message, bool& welcomed);
 
  private:
   using Stream = ClientStream<pgward::v1::AgentMessage, pgward::v1::GatewayMessage>;
   asio::awaitable<bool> Serve(Stream& stream);
   asio::awaitable<void> ReadLoop(Stream& stream, bool& welcomed);
   asio::awaitable<void> WriteLoop(Stream& stream);
-  void Dispatch(const pgward::v1::GatewayMessage& message, bool& welcomed);
 
   asio::strand<asio::io_context::executor_type> strand_;
   pgward::v1::AgentService::Stub& stub_;
@@ -52,7 +59,9 @@ class ControlClient {
   net::AsyncSignal wake_;
   std::shared_ptr<StreamSignals> current_signals_;  // of the stream being served
   bool broken_ = false;
+  std::chrono::milliseconds heartbeat_;  // on the strand; the Welcome's, else options_.heartbeat
   std::atomic<bool> connected_{false};
+  std::atomic<uint64_t> unknown_messages_{0};
 };
 
 }  // namespace pgward::agent

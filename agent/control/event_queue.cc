@@ -5,8 +5,11 @@
 
 namespace pgward::agent {
 
-EventQueue::EventQueue(std::string boot_id, size_t soft_limit, std::function<void()> on_append)
-    : boot_id_(std::move(boot_id)), soft_limit_(soft_limit), on_append_(std::move(on_append)) {}
+EventQueue::EventQueue(std::string boot_id, size_t soft_limit, std::function<void()> on_append, size_t hard_limit)
+    : boot_id_(std::move(boot_id)),
+      soft_limit_(soft_limit),
+      hard_limit_(hard_limit != 0 ? hard_limit : soft_limit * 4),
+      on_append_(std::move(on_append)) {}
 
 void EventQueue::Append(pgward::v1::AgentEvent event) {
   // Every event passes here, whoever built it: the one place its strings are bounded.
@@ -15,7 +18,8 @@ void EventQueue::Append(pgward::v1::AgentEvent event) {
     absl::MutexLock lock(&mu_);
     event.set_seq(next_seq_++);
     events_.push_back(std::move(event));
-    // Never dropped: an unreachable gateway costs memory, not audit rows. Say so once.
+    // Never dropped: an unreachable gateway costs memory (bounded by Backlogged's
+    // backpressure), not audit rows. Say so once.
     if (events_.size() > soft_limit_ && !warned_) {
       warned_ = true;
       Log(LogLevel::kWarn, "events", events_.size(),
@@ -50,6 +54,11 @@ uint64_t EventQueue::LastAcked() {
 size_t EventQueue::Size() {
   absl::MutexLock lock(&mu_);
   return events_.size();
+}
+
+bool EventQueue::Backlogged() {
+  absl::MutexLock lock(&mu_);
+  return events_.size() >= hard_limit_;
 }
 
 }  // namespace pgward::agent

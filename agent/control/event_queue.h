@@ -16,10 +16,16 @@ namespace pgward::agent {
 // ARCHITECTURE.md: no event is lost. Events stay here until an EventAck covers their seq;
 // after a reconnect everything unacknowledged is sent again (the gateway de-duplicates on
 // (agent, boot_id, seq)). Sessions append from their strands; the control stream drains.
+//
+// Bounded by backpressure, not by dropping: at `hard_limit` unacknowledged events the queue
+// is Backlogged(), and sessions stop taking the caller's next statements until it drains
+// (SessionEventSink::Backlogged). Events of statements already running are still kept, so
+// the queue can pass the limit by at most what the live sessions have in flight.
 class EventQueue {
  public:
-  // `on_append` wakes the control stream's writer; called outside the lock.
-  EventQueue(std::string boot_id, size_t soft_limit, std::function<void()> on_append);
+  // `on_append` wakes the control stream's writer; called outside the lock. `soft_limit`:
+  // where a warning is logged; `hard_limit` (0: four times the soft limit): see above.
+  EventQueue(std::string boot_id, size_t soft_limit, std::function<void()> on_append, size_t hard_limit = 0);
 
   const std::string& boot_id() const { return boot_id_; }
   void Append(pgward::v1::AgentEvent event);
@@ -28,10 +34,13 @@ class EventQueue {
   void Ack(uint64_t seq);
   uint64_t LastAcked();
   size_t Size();
+  // True while at least hard_limit events await acknowledgement.
+  bool Backlogged();
 
  private:
   const std::string boot_id_;
   const size_t soft_limit_;
+  const size_t hard_limit_;
   std::function<void()> on_append_;
   absl::Mutex mu_;
   std::deque<pgward::v1::AgentEvent> events_ ABSL_GUARDED_BY(mu_);

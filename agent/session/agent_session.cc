@@ -2,6 +2,7 @@
 
 #include <asio/experimental/awaitable_operators.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <optional>
@@ -279,7 +280,22 @@ asio::awaitable<void> AgentSession::Run() {
     Log(LogLevel::kInfo, "session", id(), " relaying for ", grant_.principal(), " to ", target.host(),
         ":", target.port(), "/", target.database(), " (upstream pid ", upstream_.backend_pid, ")");
     SetState(State::kRelaying);
+    // The gateway ends the session when the token expires; this is the second line of
+    // defence should its timer or its EndSession not arrive.
+    asio::steady_timer deadline(strand_);
+    if (grant_.deadline_unix_ms() > 0) {
+      const int64_t left_ms = std::max<int64_t>(0, grant_.deadline_unix_ms() - NowMicros() / 1000);
+      deadline.expires_after(std::chrono::milliseconds(left_ms));
+      deadline.async_wait([self](const asio::error_code& ec) {
+        if (ec || self->state_ != State::kRelaying) return;
+        self->EndWithFatal(pgwire::sqlstate::kAdminShutdown,
+                           "pgward: the session ended because its access token expired; reconnect with a fresh token",
+                           "token_expired");
+        self->EndUpstreamNow();
+      });
+    }
     co_await (GatewayToUpstream() && UpstreamToGateway());
+    deadline.cancel();
   }
   SetState(State::kClosing);
   CloseUpstream();
@@ -318,7 +334,18 @@ void AgentSession::EmitEnded(const std::string& reason) {
 
 asio::awaitable<void> AgentSession::GatewayToUpstream() {
   FrontendHandler handler(*this);
+  asio::steady_timer backlog_wait(strand_);
   for (;;) {
+    // Backpressure: while the event queue is at its bound no new caller bytes are read, so no
+    // new statements run (gRPC flow control then holds the caller). A stop or a FATAL ends the wait.
+    for (bool logged = false; deps_.sink->Backlogged() && !stopping_ && pending_fatal_.empty();) {
+      if (!logged) {
+        logged = true;
+        Log(LogLevel::kWarn, "session", id(), " waits: too many events await the gateway's acknowledgement");
+      }
+      backlog_wait.expires_after(std::chrono::milliseconds(50));
+      co_await backlog_wait.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
     if (!co_await stream_->Read()) {
       if (end_reason_.empty()) end_reason_ = "client_disconnect";
       break;
@@ -341,7 +368,8 @@ asio::awaitable<void> AgentSession::GatewayToUpstream() {
       break;
     }
   }
-  CloseUpstream();
+  // The gateway side is gone (kill, caller vanished, stop): what runs upstream stops too.
+  EndUpstreamNow();
 }
 
 asio::awaitable<void> AgentSession::UpstreamToGateway() {
@@ -465,26 +493,37 @@ void AgentSession::CloseUpstream() {
 
 void AgentSession::Cancel() {
   asio::post(strand_, [self = shared_from_this()] {
-    if (self->state_ != State::kRelaying) return;
-    // One CancelRequest in flight per session. A cancel arriving meanwhile is merged into it:
-    // the server cancels whatever runs when the request lands, so a second request adds nothing
-    // but another connection.
-    if (self->cancel_in_flight_) {
-      Log(LogLevel::kDebug, "session", self->id(), " cancel request merged into the one in flight");
-      return;
-    }
-    self->cancel_in_flight_ = true;
-    asio::co_spawn(
-        self->strand_,
-        [self]() -> asio::awaitable<void> {
-          absl::Status status = co_await SendUpstreamCancel(self->grant_.target(), self->upstream_.backend_pid,
-                                                            self->upstream_.backend_key);
-          self->cancel_in_flight_ = false;
-          Log(LogLevel::kInfo, "session", self->id(), " cancel request sent upstream: ",
-              status.ok() ? "ok" : std::string(status.message()));
-        },
-        asio::detached);
+    if (self->state_ == State::kRelaying) self->StartUpstreamCancel();
   });
+}
+
+void AgentSession::StartUpstreamCancel() {
+  // One CancelRequest in flight per session. A cancel arriving meanwhile is merged into it:
+  // the server cancels whatever runs when the request lands, so a second request adds nothing
+  // but another connection.
+  if (cancel_in_flight_) {
+    Log(LogLevel::kDebug, "session", id(), " cancel request merged into the one in flight");
+    return;
+  }
+  cancel_in_flight_ = true;
+  asio::co_spawn(
+      strand_,
+      [self = shared_from_this()]() -> asio::awaitable<void> {
+        absl::Status status = co_await SendUpstreamCancel(self->grant_.target(), self->upstream_.backend_pid,
+                                                          self->upstream_.backend_key);
+        self->cancel_in_flight_ = false;
+        Log(LogLevel::kInfo, "session", self->id(), " cancel request sent upstream: ",
+            status.ok() ? "ok" : std::string(status.message()));
+      },
+      asio::detached);
+}
+
+void AgentSession::EndUpstreamNow() {
+  // A backend busy in a statement does not notice its client's socket close until it next
+  // writes (pg_sleep(30) would run on, holding its locks): cancel the statement, then close.
+  // The cancel and the close race harmlessly: either way the backend ends once interrupted.
+  if (state_ == State::kRelaying && tracker_.PendingOperations() > 0) StartUpstreamCancel();
+  CloseUpstream();
 }
 
 void AgentSession::EndWithFatal(std::string_view sqlstate, std::string_view message, std::string_view end_reason) {
@@ -511,7 +550,7 @@ void AgentSession::Stop(std::string reason) {
   asio::post(strand_, [self = shared_from_this(), reason = std::move(reason)] {
     if (self->end_reason_.empty()) self->end_reason_ = reason;
     if (self->stream_signals_) self->stream_signals_->Cancel();
-    self->CloseUpstream();
+    self->EndUpstreamNow();
   });
 }
 

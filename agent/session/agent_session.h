@@ -30,6 +30,9 @@ class SessionEventSink {
   virtual ~SessionEventSink() = default;
   virtual void EmitStatement(pgward::v1::StatementEvent event) = 0;
   virtual void EmitSessionEnded(pgward::v1::SessionEnded event) = 0;
+  // True while too many events await the gateway's acknowledgement: sessions then hold the
+  // caller's next statements back (EventQueue's bound) instead of piling up more events.
+  virtual bool Backlogged() { return false; }
 };
 
 struct SessionDeps {
@@ -66,7 +69,8 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   asio::awaitable<void> Run();
   // Postgres cancel for the running statement, via a CancelRequest to the upstream backend.
   void Cancel();
-  // Ends the session (revoke, kill, agent shutdown).
+  // Ends the session (the gateway's EndSession, agent shutdown): cancels what runs upstream,
+  // closes the upstream connection and reports SessionEnded with `reason`.
   void Stop(std::string reason);
   // Ends a relaying session from inside the relay (on the strand): the caller receives what was
   // relayed so far up to the last whole message, then FATAL `sqlstate` with `message`, and the
@@ -93,6 +97,10 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::string ErrorText(std::string_view message, std::string_view sqlstate,
                         const inspect::AnalyzedStatement* statement) const;
   void CloseUpstream();
+  // Sends a CancelRequest upstream unless one is in flight; on the strand.
+  void StartUpstreamCancel();
+  // Cancels what the backend runs and closes the upstream connection (kill, stop, deadline).
+  void EndUpstreamNow();
   // Appends the identity check (the agent's own Query) to the bytes bound upstream, if the
   // server will run it; otherwise leaves it owed.
   void AppendIdentityCheck(std::string& out);

@@ -1,6 +1,8 @@
 // The audit writer thread: see audit_writer.h.
 #include "gateway/broker/audit_writer.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "common/util/log.h"
 
@@ -84,12 +86,21 @@ bool AuditWriter::Write(Batch& batch) {
     return false;
   }
   std::vector<std::pair<uint64_t, std::string>> refused = std::move(inserted->refused);
-  // The gateway records a session's end itself; an agent's SessionEnded is checked so that
-  // one agent cannot speak for another's sessions. No row means the session never opened
-  // (its upstream login failed): nothing to check.
+  // The agent's word on how a session ended goes on its row (Store's precedence rules), but
+  // only for its own sessions. No row means the session never opened (its upstream login
+  // failed): nothing to record.
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
   for (const auto& [seq, ended] : batch.events.session_ends) {
-    absl::StatusOr<std::string> owner = store_.SessionAgent(ended.session_id());
-    if (owner.ok() && *owner != batch.agent) refused.emplace_back(seq, ended.session_id());
+    absl::Status status = store_.RecordAgentSessionEnd(batch.agent, ended, now_ms);
+    if (absl::IsPermissionDenied(status)) {
+      refused.emplace_back(seq, ended.session_id());
+    } else if (!status.ok() && !absl::IsNotFound(status)) {
+      Log(LogLevel::kError, "audit", "recording the end of session ", ended.session_id(), " from agent ",
+          batch.agent, " failed: ", status.message());
+      return false;
+    }
   }
   RecordRefused(batch.agent, refused);
   return true;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/crypto/random.h"
 #include "common/crypto/token_hash.h"
+#include "common/pgwire/sqlstate.h"
 #include "common/util/log.h"
 #include "gateway/broker/event_bounds.h"
 
@@ -39,14 +40,29 @@ int ModeRank(pgward::v1::Mode mode) {
 }  // namespace
 
 void LiveSession::Kill(std::string reason, std::string message) {
-  absl::MutexLock lock(&mu_);
-  if (finished_) return;
-  if (kill_reason_.empty()) {
-    kill_reason_ = std::move(reason);
-    kill_message_ = std::move(message);
+  pgward::v1::GatewayMessage end;
+  {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return;
+    if (kill_reason_.empty()) {
+      kill_reason_ = reason;
+      kill_message_ = message;
+      auto* e = end.mutable_end_session();
+      e->set_session_id(session_id);
+      e->set_reason(std::move(reason));
+      e->set_sqlstate(std::string(pgwire::sqlstate::kAdminShutdown));
+      e->set_message(std::move(message));
+    }
+    // Safe: the reactor is deleted only after Finish, which follows MarkFinished.
+    stream->Cancel();
   }
-  // Safe: the reactor is deleted only after Finish, which follows MarkFinished.
-  stream->Cancel();
+  // Without it the agent would see only its session stream cancelled and close the upstream
+  // socket, and a backend busy in a statement does not notice a closed socket until it
+  // writes (pg_sleep(30) runs on). Outside mu_: the registry takes its own locks.
+  if (end.has_end_session() && agents != nullptr && !agents->Send(agent, std::move(end))) {
+    Log(LogLevel::kInfo, "broker", "session ", session_id, ": its agent ", agent,
+        " is offline; the session stream's end closes the upstream connection when it notices");
+  }
 }
 
 void LiveSession::MarkFinished() {
@@ -221,6 +237,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
       session->stream = stream;
       session->bridge = bridge;
       session->admission = *std::move(ticket);
+      session->agents = &agents_;
       session->cancel_key = crypto::RandomUint32();
       // The caller's BackendKeyData is ours, never the upstream's: a random, unused pid.
       do {

@@ -41,9 +41,12 @@ class LiveSession {
   SessionStream* stream = nullptr;
   std::shared_ptr<SessionBridge> bridge;
   SessionAdmission::Ticket admission;  // its place under the session caps, given back at Close
+  AgentRegistry* agents = nullptr;     // for the EndSession a kill sends to the agent
 
-  // Ends the session from outside (admin kill, expiry). The caller's coroutine sees its
-  // stream fail and tells the caller `message` with SQLSTATE 57P01.
+  // Ends the session from outside (admin kill, grant deleted, token expiry, agent deleted).
+  // The first kill sends EndSession to the agent, which cancels what runs upstream and closes
+  // the upstream connection at once, and cancels the session stream, so the caller's coroutine
+  // sees it fail and tells the caller `message` with SQLSTATE 57P01 even if the agent is slow.
   void Kill(std::string reason, std::string message);
   // Called by the caller's coroutine just before it finishes the stream.
   void MarkFinished();

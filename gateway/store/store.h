@@ -76,8 +76,24 @@ class Store {
 
   // --- sessions and audit
   absl::Status InsertSession(const pgward::v1::SessionRecord& s);  // ALREADY_EXISTS
-  // NOT_FOUND for an unknown id; a session that already ended keeps its first end.
+  // How a session's end is recorded, by the gateway (EndSession) and by the agent's SessionEnded
+  // (RecordAgentSessionEnd), in whichever order they arrive:
+  //  1. The gateway's own decisions to end a session (IsGatewayDecidedEnd: killed,
+  //     grant_deleted, token_expired, agent_deleted) are final: nothing replaces them.
+  //  2. Otherwise the agent's report wins, time and reason: it saw the upstream connection
+  //     close (client_terminate, upstream_closed, lexing_setting_changed, ...), while the
+  //     gateway saw only the caller's side (client_disconnect, agent_lost, closed).
+  //  3. Otherwise the first end recorded stays.
+  // Both calls are idempotent: an agent replaying its events after a reconnect changes nothing.
+  static bool IsGatewayDecidedEnd(std::string_view reason);
+  // NOT_FOUND for an unknown id.
   absl::Status EndSession(const std::string& session_id, int64_t ended_unix_ms, const std::string& reason);
+  // The agent's SessionEnded. Its time is clamped to [started, now_unix_ms] (the agent's clock
+  // is not the gateway's); an empty reason is recorded as "closed". NOT_FOUND for an unknown id
+  // (the upstream login failed before the session opened); PERMISSION_DENIED when the session
+  // was brokered to another agent (nothing changes).
+  absl::Status RecordAgentSessionEnd(const std::string& agent, const pgward::v1::SessionEnded& ended,
+                                     int64_t now_unix_ms);
   // Closes sessions left open by a previous gateway process (crash recovery at start).
   absl::Status EndAllOpenSessions(int64_t ended_unix_ms, const std::string& reason);
   // Newest first; limit 0 means 100.

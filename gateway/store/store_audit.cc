@@ -37,16 +37,29 @@ absl::Status Store::InsertSession(const pgward::v1::SessionRecord& s) {
   return status;
 }
 
+bool Store::IsGatewayDecidedEnd(std::string_view reason) {
+  return reason == "killed" || reason == "grant_deleted" || reason == "token_expired" || reason == "agent_deleted";
+}
+
+namespace {
+// IsGatewayDecidedEnd as SQL, for the UPDATEs below; keep the two in step.
+constexpr char kDecidedReasons[] = "('killed', 'grant_deleted', 'token_expired', 'agent_deleted')";
+}  // namespace
+
 absl::Status Store::EndSession(const std::string& session_id, int64_t ended_unix_ms, const std::string& reason) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Statement> q = db_->Prepare(
-      "UPDATE sessions SET ended_unix_ms = ?, end_reason = ? WHERE session_id = ? AND ended_unix_ms = 0");
+  // An open row takes this end; an ended one only when this is a gateway decision and the
+  // recorded reason is not (precedence rule 1); its time stays (the agent's, rule 2).
+  absl::StatusOr<Statement> q = db_->Prepare(absl::StrCat(
+      "UPDATE sessions SET ended_unix_ms = CASE WHEN ended_unix_ms = 0 THEN ?1 ELSE ended_unix_ms END,"
+      " end_reason = ?2 WHERE session_id = ?3 AND (ended_unix_ms = 0 OR (?4 = 1 AND end_reason NOT IN ",
+      kDecidedReasons, "))"));
   if (!q.ok()) return q.status();
   q->BindInt(1, ended_unix_ms).BindText(2, reason).BindText(3, session_id);
+  q->BindInt(4, IsGatewayDecidedEnd(reason) ? 1 : 0);
   if (absl::Status s = q->Run(); !s.ok()) return s;
   if (db_->Changes() > 0) return absl::OkStatus();
-  // Nothing changed: either already ended (the gateway and the agent may both report the
-  // end; the first one wins) or unknown.
+  // Nothing changed: either already ended with an end that stays, or unknown.
   absl::StatusOr<Statement> exists = db_->Prepare("SELECT 1 FROM sessions WHERE session_id = ?");
   if (!exists.ok()) return exists.status();
   exists->BindText(1, session_id);
@@ -54,6 +67,31 @@ absl::Status Store::EndSession(const std::string& session_id, int64_t ended_unix
   if (!row.ok()) return row.status();
   if (!*row) return absl::NotFoundError(absl::StrCat("session ", session_id, " not found"));
   return absl::OkStatus();
+}
+
+absl::Status Store::RecordAgentSessionEnd(const std::string& agent, const pgward::v1::SessionEnded& ended,
+                                          int64_t now_unix_ms) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> owner = db_->Prepare("SELECT agent FROM sessions WHERE session_id = ?");
+  if (!owner.ok()) return owner.status();
+  owner->BindText(1, ended.session_id());
+  absl::StatusOr<bool> row = owner->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return absl::NotFoundError(absl::StrCat("session ", ended.session_id(), " not found"));
+  if (owner->Text(0) != agent) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("session ", ended.session_id(), " was not brokered to agent ", agent));
+  }
+  // Rule 2: the agent's end replaces anything but a gateway decision.
+  absl::StatusOr<Statement> q = db_->Prepare(absl::StrCat(
+      "UPDATE sessions SET ended_unix_ms = MAX(started_unix_ms, MIN(?1, ?2)), end_reason = ?3"
+      " WHERE session_id = ?4 AND end_reason NOT IN ",
+      kDecidedReasons));
+  if (!q.ok()) return q.status();
+  const int64_t reported = ended.ended_unix_ms() > 0 ? ended.ended_unix_ms() : now_unix_ms;
+  q->BindInt(1, reported).BindInt(2, now_unix_ms);
+  q->BindText(3, ended.reason().empty() ? std::string("closed") : ended.reason()).BindText(4, ended.session_id());
+  return q->Run();
 }
 
 absl::Status Store::EndAllOpenSessions(int64_t ended_unix_ms, const std::string& reason) {

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 import jwt_forge as jf
-from pgward_harness import CTL_BIN, session_id_of, unique
+from pgward_harness import CTL_BIN, session_id_of, unique, wait_until
 
 
 def _ctl_with_token(env, token: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
@@ -168,3 +168,54 @@ def test_deleting_a_grant_ends_the_sessions_it_allowed_and_only_those(stack):
                                               for s in ss), principal="dave-bot")
     refused = jf.raw_login("127.0.0.1", stack.pg_port, stack.connection, stack.token("dave-bot"))
     assert refused.error is not None and refused.error.sqlstate == "28000"
+
+
+def test_session_record_keeps_the_agents_end_reason_after_psql_quits(stack):
+    # psql sends Terminate and closes its socket: the gateway sees only the close
+    # (client_disconnect), the agent sees the Terminate. Its SessionEnded event is stored on the
+    # session row, so the record says what really happened.
+    app = unique("psqlquit_")
+    r = stack.psql("alice-bot", "select 1", dsn_overrides={"application_name": app})
+    assert r.returncode == 0 and r.stdout.strip() == "1", r.stderr
+    assert stack.wait_sessions(
+        lambda ss: any(s["application_name"] == app and s["end_reason"] == "client_terminate" for s in ss),
+        principal="alice-bot"), stack.sessions(principal="alice-bot")
+
+
+def _upstream_backend(stack, tag: str):
+    rows = stack.pg_sql("select pid from pg_stat_activity where query like %s and pid <> pg_backend_pid()",
+                        params=(f"%{tag}%",))
+    return rows[0][0] if rows else None
+
+
+def test_killing_a_session_ends_its_upstream_backend_at_once(stack):
+    # Kill sends EndSession to the agent, which cancels the running statement and closes the
+    # upstream connection. A closed socket alone would leave pg_sleep(30) running for 30 s.
+    # psql (verbose) because it prints the SQLSTATE of the FATAL that ends the connection.
+    tag = unique("killsleep")
+    app = unique("killapp_")
+    env = dict(os.environ)
+    env.pop("PGPASSWORD", None)
+    argv = ["psql", "-X", "-v", "VERBOSITY=verbose", "-c", f"select pg_sleep(30) /* {tag} */",
+            stack.dsn("bob-bot", application_name=app)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        pid = wait_until(lambda: _upstream_backend(stack, tag), 15, what=f"pg_sleep tagged {tag} to run upstream")
+        sid = wait_until(lambda: [s["session_id"] for s in stack.sessions(principal="bob-bot", active=True)
+                                  if s["application_name"] == app], 10, what="the session to be listed")[0]
+        r = stack.ctl("session", "kill", sid)
+        assert r.returncode == 0, r.stderr
+        killed = time.monotonic()
+        wait_until(lambda: not stack.pg_sql("select 1 from pg_stat_activity where pid = %s", params=(pid,)), 2,
+                   what=f"upstream backend {pid} to be gone within 2 s of the kill")
+        _, err = proc.communicate(timeout=10)
+        assert time.monotonic() - killed < 5, "psql ran on after the kill"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert "57P01" in err and "terminated by an administrator" in err, f"psql stderr: {err!r}"
+    assert stack.wait_sessions(lambda ss: any(s["session_id"] == sid and s["end_reason"] == "killed" for s in ss),
+                               principal="bob-bot")
+    assert f"gateway ended session {sid} (killed; caller told 57P01" in stack.agent_log()

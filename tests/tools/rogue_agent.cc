@@ -114,7 +114,6 @@ class Rogue {
     hello.mutable_hello()->set_agent_name(o_.Get("hello-name", o_.Need("name")));
     hello.mutable_hello()->set_version("rogue");
     hello.mutable_hello()->set_boot_id(o_.Get("boot-id", "rogue-boot"));
-    hello.mutable_hello()->set_oldest_unacked_seq(1);
     v1::GatewayMessage answer;
     if (!stream->Write(hello) || !stream->Read(&answer)) {
       Print(StatusJson(stream->Finish()));

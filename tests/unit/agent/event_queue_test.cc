@@ -64,3 +64,25 @@ TEST_CASE("an ack beyond the queue empties it and a stale ack changes nothing", 
   queue.Ack(1);
   CHECK(queue.LastAcked() == 10);
 }
+
+TEST_CASE("the queue is backlogged at its hard limit, keeps every event, and recovers once acked", "[events]") {
+  EventQueue queue("boot", 2, [] {}, 3);
+  queue.Append(Statement("a"));
+  queue.Append(Statement("b"));
+  CHECK_FALSE(queue.Backlogged());
+  queue.Append(Statement("c"));
+  CHECK(queue.Backlogged());
+  queue.Append(Statement("d"));  // a statement already running still gets its event
+  CHECK(queue.Size() == 4);
+  queue.Ack(2);
+  CHECK_FALSE(queue.Backlogged());
+  CHECK(queue.Unsent(2, 10).size() == 2);
+}
+
+TEST_CASE("the hard limit defaults to four times the soft limit", "[events]") {
+  EventQueue queue("boot", 2, [] {});
+  for (int i = 0; i < 7; ++i) queue.Append(Statement("x"));
+  CHECK_FALSE(queue.Backlogged());
+  queue.Append(Statement("x"));
+  CHECK(queue.Backlogged());
+}

@@ -145,6 +145,10 @@ TEST_CASE("events naming another agent's session or no session are refused, coun
     pgward::v1::SessionEnded never_opened;  // a failed login has no session row: not a forgery
     never_opened.set_session_id("login-failed");
     forged.session_ends.emplace_back(6, never_opened);
+    pgward::v1::SessionEnded own_end;
+    own_end.set_session_id("s2");
+    own_end.set_reason("client_terminate");
+    forged.session_ends.emplace_back(7, own_end);
     writer.Submit("a2", "boot", std::move(forged), outcomes.Next());
     // Handled (so the agent's later events are not held up), though not stored.
     REQUIRE(outcomes.Wait(1) == std::vector<bool>{true});
@@ -156,6 +160,13 @@ TEST_CASE("events naming another agent's session or no session are refused, coun
   pgward::v1::ListAuditRequest of_s2;
   of_s2.set_session_id("s2");
   CHECK(store.ListAudit(of_s2)->size() == 1);
+  // The agent's own session end is on its row; the forged one left a1's session open.
+  absl::StatusOr<std::vector<pgward::v1::SessionRecord>> sessions = store.ListSessions({});
+  REQUIRE(sessions.ok());
+  for (const auto& session : *sessions) {
+    if (session.session_id() == "s1") CHECK(session.ended_unix_ms() == 0);
+    if (session.session_id() == "s2") CHECK(session.end_reason() == "client_terminate");
+  }
 }
 
 TEST_CASE("a full audit queue pauses readers, drops nothing and resumes them once drained", "[audit]") {

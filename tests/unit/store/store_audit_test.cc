@@ -57,7 +57,7 @@ TEST_CASE("sessions are inserted, listed newest first, ended once and recovered 
   CHECK((*all)[2].client_addr() == "192.0.2.10:40000");
 
   REQUIRE(store->EndSession("s1", 5000, "client_terminate").ok());
-  REQUIRE(store->EndSession("s1", 6000, "killed").ok());  // first end wins
+  REQUIRE(store->EndSession("s1", 6000, "client_disconnect").ok());  // first end wins
   CHECK(store->EndSession("nope", 1, "x").code() == absl::StatusCode::kNotFound);
 
   pgward::v1::ListSessionsRequest active;
@@ -85,6 +85,85 @@ TEST_CASE("sessions are inserted, listed newest first, ended once and recovered 
   REQUIRE(after.ok());
   CHECK((*after)[0].end_reason() == "gateway_restart");
   CHECK((*after)[2].end_reason() == "client_terminate");
+}
+
+pgward::v1::SessionEnded AgentEnd(const std::string& session, int64_t at, const std::string& reason) {
+  pgward::v1::SessionEnded e;
+  e.set_session_id(session);
+  e.set_ended_unix_ms(at);
+  e.set_reason(reason);
+  return e;
+}
+
+pgward::v1::SessionRecord Row(Store& store, const std::string& id) {
+  auto all = store.ListSessions({});
+  REQUIRE(all.ok());
+  for (const auto& s : *all) {
+    if (s.session_id() == id) return s;
+  }
+  FAIL("no session " << id);
+  return {};
+}
+
+TEST_CASE("the agent's end replaces what the gateway saw of the caller, idempotently", "[store][sessions]") {
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1000)).ok());
+  REQUIRE(store->EndSession("s1", 5000, "client_disconnect").ok());
+  REQUIRE(store->RecordAgentSessionEnd("edge-1", AgentEnd("s1", 4900, "client_terminate"), 9000).ok());
+  REQUIRE(store->RecordAgentSessionEnd("edge-1", AgentEnd("s1", 4900, "client_terminate"), 9500).ok());  // replay
+  CHECK(Row(*store, "s1").end_reason() == "client_terminate");
+  CHECK(Row(*store, "s1").ended_unix_ms() == 4900);
+  // The gateway's later, undecided view does not undo it.
+  REQUIRE(store->EndSession("s1", 6000, "agent_lost").ok());
+  CHECK(Row(*store, "s1").end_reason() == "client_terminate");
+}
+
+TEST_CASE("an agent's end arriving first ends an open row; the gateway's kill still takes precedence",
+          "[store][sessions]") {
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1000)).ok());
+  REQUIRE(store->RecordAgentSessionEnd("edge-1", AgentEnd("s1", 2000, "client_disconnect"), 9000).ok());
+  CHECK(Row(*store, "s1").ended_unix_ms() == 2000);
+  REQUIRE(store->EndSession("s1", 2100, "killed").ok());
+  CHECK(Row(*store, "s1").end_reason() == "killed");
+  CHECK(Row(*store, "s1").ended_unix_ms() == 2000);  // the agent's time: when the upstream closed
+}
+
+TEST_CASE("a gateway decision (killed, grant_deleted, token_expired, agent_deleted) is never replaced",
+          "[store][sessions]") {
+  const std::string decided = GENERATE("killed", "grant_deleted", "token_expired", "agent_deleted");
+  CHECK(Store::IsGatewayDecidedEnd(decided));
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1000)).ok());
+  REQUIRE(store->EndSession("s1", 5000, decided).ok());
+  REQUIRE(store->RecordAgentSessionEnd("edge-1", AgentEnd("s1", 5100, "client_disconnect"), 9000).ok());
+  REQUIRE(store->EndSession("s1", 5200, "killed").ok());
+  CHECK(Row(*store, "s1").end_reason() == decided);
+  CHECK(Row(*store, "s1").ended_unix_ms() == 5000);
+}
+
+TEST_CASE("an agent's end time is clamped to the session's life on the gateway's clock", "[store][sessions]") {
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("early", "bot", "app", 1000)).ok());
+  REQUIRE(store->InsertSession(Session("late", "bot", "app", 1000)).ok());
+  REQUIRE(store->InsertSession(Session("unset", "bot", "app", 1000)).ok());
+  REQUIRE(store->RecordAgentSessionEnd("edge-1", AgentEnd("early", 10, "upstream_closed"), 9000).ok());
+  REQUIRE(store->RecordAgentSessionEnd("edge-1", AgentEnd("late", 99999999, "upstream_closed"), 9000).ok());
+  REQUIRE(store->RecordAgentSessionEnd("edge-1", AgentEnd("unset", 0, ""), 9000).ok());
+  CHECK(Row(*store, "early").ended_unix_ms() == 1000);
+  CHECK(Row(*store, "late").ended_unix_ms() == 9000);
+  CHECK(Row(*store, "unset").ended_unix_ms() == 9000);
+  CHECK(Row(*store, "unset").end_reason() == "closed");
+}
+
+TEST_CASE("an agent cannot end another agent's session, and an unknown one is NOT_FOUND", "[store][sessions]") {
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1000)).ok());
+  CHECK(store->RecordAgentSessionEnd("edge-2", AgentEnd("s1", 2000, "client_terminate"), 9000).code() ==
+        absl::StatusCode::kPermissionDenied);
+  CHECK(Row(*store, "s1").ended_unix_ms() == 0);
+  CHECK(store->RecordAgentSessionEnd("edge-1", AgentEnd("nope", 2000, "x"), 9000).code() ==
+        absl::StatusCode::kNotFound);
 }
 
 TEST_CASE("replayed statement events are stored once and counted once", "[store][audit]") {
