@@ -92,7 +92,7 @@ def self_bucket(frames):
                     if re.search(pattern, m.group(1)):
                         return name
                 return f"kernel: other syscall ({m.group(1)})"
-        return "kernel: no syscall (irq, softirq, scheduler)"
+        return "kernel: no syscall (irq return, preemption, page faults)"
     if MALLOC.match(sym):
         return "malloc/free"
     for s, d in frames:
