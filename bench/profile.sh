@@ -8,11 +8,13 @@ set -euo pipefail
 
 usage() {
   cat <<USAGE
-usage: bench/profile.sh [--duration S] [--no-perf] [--call-graph dwarf|fp] [--out DIR] [--keep-dir]
+usage: bench/profile.sh [--duration S] [--no-perf] [--call-graph dwarf|fp] [--callgrind N] [--out DIR] [--keep-dir]
   --duration S     pgbench -T per run (default 10)
   --no-perf        only the /proc measurement (CPU, context switches per transaction)
   --call-graph M   perf call graphs: dwarf (default) or fp
   --scenarios L    comma-separated subset of c1,c8 (default c1,c8)
+  --callgrind N    afterwards, restart the agent under valgrind --tool=callgrind and count its
+                   instructions for N one-client transactions (pgbench -t N; slow: try 300)
   --out DIR        where the summaries go (default <build>/profile-<UTC time>)
   --keep-dir       keep the temp work dir (logs, perf.data) after the run
 Environment: BUILD_DIR (default <repo>/build, RelWithDebInfo expected), PG_BIN, BENCH_SCALE (default 10)
@@ -23,6 +25,7 @@ DURATION=10
 PERF=1
 CALL_GRAPH=dwarf
 SCENARIOS_ARG=c1,c8
+CALLGRIND_TX=0
 OUT_DIR=""
 KEEP_DIR=0
 while [ $# -gt 0 ]; do
@@ -31,6 +34,7 @@ while [ $# -gt 0 ]; do
     --no-perf) PERF=0 ;;
     --call-graph) CALL_GRAPH="${2:?--call-graph needs a value}"; shift ;;
     --scenarios) SCENARIOS_ARG="${2:?--scenarios needs a value}"; shift ;;
+    --callgrind) CALLGRIND_TX="${2:?--callgrind needs a value}"; shift ;;
     --out) OUT_DIR="${2:?--out needs a value}"; shift ;;
     --keep-dir) KEEP_DIR=1 ;;
     -h|--help) usage; exit 0 ;;
@@ -39,6 +43,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || { echo "profile: --duration must be a positive integer" >&2; exit 2; }
+[[ "$CALLGRIND_TX" =~ ^[0-9]+$ ]] || { echo "profile: --callgrind must be a number of transactions" >&2; exit 2; }
 [[ "$CALL_GRAPH" =~ ^(dwarf|fp)$ ]] || { echo "profile: --call-graph must be dwarf or fp" >&2; exit 2; }
 IFS=, read -r -a SCENARIOS <<<"$SCENARIOS_ARG"
 for s in "${SCENARIOS[@]}"; do
@@ -64,6 +69,8 @@ log() { printf '\033[1m[profile %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 for tool in "$PG_BIN/initdb" "$PGBENCH" node curl openssl psql runuser python3; do
   command -v "$tool" >/dev/null 2>&1 || die "missing $tool (see deploy/install-deps.sh)"
 done
+[ "$CALLGRIND_TX" -eq 0 ] || command -v callgrind_control >/dev/null 2>&1 ||
+  die "missing valgrind (apt-get install valgrind), or drop --callgrind"
 [ "$PERF" -eq 0 ] || [ -x "$PERF_BIN" ] || die "missing $PERF_BIN (apt-get install linux-perf), or use --no-perf"
 for bin in gateway/pgward-gateway agent/pgward-agent tools/pgwardctl/pgwardctl; do
   [ -x "$BUILD_DIR/$bin" ] || die "missing $BUILD_DIR/$bin: ninja -C $BUILD_DIR pgward-gateway pgward-agent pgwardctl"
@@ -223,6 +230,61 @@ PY
       die "bucket summary failed for $s $p"
   done
 done
+
+# ---- callgrind: instructions per transaction in the agent ---------------------------------
+if [ "$CALLGRIND_TX" -gt 0 ]; then
+  # The agent is restarted with the flags start_agent gave it (same token and data dir: the
+  # gateway sees a reconnect). Instrumentation is off until the measured pgbench starts, so
+  # start-up and the gRPC handshake are not counted; the one session's login is.
+  log "restarting the agent under callgrind (slow: expect about 50x the normal cost)"
+  kill "$AGENT_PID" 2>/dev/null || true
+  wait "$AGENT_PID" 2>/dev/null || true
+  CG_OUT="$STACK_DIR/callgrind.out"
+  env BENCH_DB_PASSWORD="$DB_PASSWORD" valgrind --tool=callgrind --instr-atstart=no \
+    --callgrind-out-file="$CG_OUT" "$BUILD_DIR/agent/pgward-agent" --gateway "127.0.0.1:$GW_GRPC_PORT" \
+    --name bench-agent --token-file "$STACK_DIR/bench-agent.token" --ca-file "$GW_DIR/tls/gateway.crt" \
+    --data-dir "$STACK_DIR/bench-agent-data" --allow-upstream "127.0.0.1:$PG_PORT" \
+    --allow-credential agent-env:BENCH_DB_PASSWORD >"$STACK_DIR/bench-agent-callgrind.log" 2>&1 &
+  AGENT_PID=$!
+  record_pid "$AGENT_PID"
+  deadline=$((SECONDS + 180))
+  until pgwardctl agent list --json | python3 -c "import json,sys; sys.exit(0 if any(a['name']=='bench-agent' and a['online'] for a in json.load(sys.stdin)) else 1)"; do
+    [ $SECONDS -lt $deadline ] || die "the agent did not come online under callgrind; see $STACK_DIR/bench-agent-callgrind.log"
+    sleep 1
+  done
+  callgrind_control -i on "$AGENT_PID" >/dev/null || die "callgrind_control -i on failed"
+  env "${PGWARD_ENV[@]}" "$PGBENCH" -n -S -M prepared -c 1 -j 1 -t "$CALLGRIND_TX" \
+    >"$OUT_DIR/callgrind-pgbench.log" 2>&1 || die "pgbench under callgrind failed; see $OUT_DIR/callgrind-pgbench.log"
+  callgrind_control -i off "$AGENT_PID" >/dev/null || true
+  kill "$AGENT_PID"  # callgrind writes its output at exit
+  wait "$AGENT_PID" 2>/dev/null || true
+  [ -s "$CG_OUT" ] || die "callgrind wrote no output; see $STACK_DIR/bench-agent-callgrind.log"
+  for mode in no yes; do
+    callgrind_annotate --inclusive="$mode" --threshold=99 "$CG_OUT" 2>/dev/null | head -80 \
+      >"$OUT_DIR/callgrind-agent.inclusive-$mode.txt" || true
+  done
+  # Instructions per shared object (the agent binary holds pgward, asio and libpg_query).
+  callgrind_annotate --inclusive=no --threshold=100 "$CG_OUT" 2>/dev/null | python3 -c '
+import re, sys, collections
+per = collections.Counter()
+for line in sys.stdin:
+    m = re.match(r"\s*([0-9,]+) \(\s*[0-9.]+%\)\s+.*\[(.*)\]\s*$", line)
+    if m:
+        per[m.group(2).rsplit("/", 1)[-1]] += int(m.group(1).replace(",", ""))
+total = sum(per.values()) or 1
+for dso, n in per.most_common(15):
+    print(f"{100.0 * n / total:6.1f}%  {n:>14,}  {dso}")
+' >"$OUT_DIR/callgrind-agent.dsos.txt" || true
+  # PROGRAM TOTALS, and the SCRAM key derivation of the one upstream login (PBKDF2, 4096
+  # rounds: half of all instructions at 300 transactions), which is set apart per transaction.
+  total="$(sed -n 's/^ *\([0-9,]*\) .*PROGRAM TOTALS.*/\1/p' "$OUT_DIR/callgrind-agent.inclusive-no.txt" | tr -d , | head -1)"
+  login="$(grep -m1 'ScramSha256Client::HandleServerFirst' "$OUT_DIR/callgrind-agent.inclusive-yes.txt" |
+    awk '{gsub(",", "", $1); print $1}')"
+  awk -v t="${total:-0}" -v l="${login:-0}" -v n="$CALLGRIND_TX" 'BEGIN {
+    printf "agent instructions (callgrind Ir), %d one-client transactions: %d in all, %d per transaction;\n", n, t, t / n
+    printf "without the session login SCRAM derivation (%d): %d per transaction\n", l, (t - l) / n }' |
+    tee "$OUT_DIR/callgrind-agent.txt"
+fi
 
 {
   echo "# pgward profile $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
