@@ -13,6 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/control/control_client.h"
 #include "agent/control/event_queue.h"
 #include "agent/control/session_manager.h"
@@ -54,6 +55,11 @@ namespace {
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef NDEBUG
+  // Debian's Abseil checks every Mutex acquisition for lock-order cycles, a cost on every
+  // gRPC lock (bench/NOTES.md); debug and test builds keep the check.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   absl::SetProgramUsageMessage(
       "pgward-agent --gateway HOST:PORT --name NAME --token-file F --ca-file F --data-dir DIR");
   // Before anything holds a secret: no core dumps, no same-user ptrace.

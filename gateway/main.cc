@@ -13,6 +13,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/synchronization/mutex.h"
 #include "common/crypto/secret_box.h"
 #include "common/crypto/tls_material.h"
 #include "common/util/flag_args.h"
@@ -76,6 +77,11 @@ constexpr int kMaxGrpcReceiveBytes = 16 << 20;
 }  // namespace
 
 int main(int argc, char** argv) {
+#ifdef NDEBUG
+  // Debian's Abseil checks every Mutex acquisition for lock-order cycles, a cost on every
+  // gRPC lock (bench/NOTES.md); debug and test builds keep the check.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+#endif
   // Before anything holds a secret: no core dumps, no ptrace by same-user processes.
   pgward::HardenProcess();
   absl::SetProgramUsageMessage(
