@@ -101,10 +101,28 @@ def pytest_sessionstart(session):
 def workdir():
     d = h.make_workdir()
     yield d
-    if os.environ.get("PGWARD_KEEP") == "1":
+    # Catch-all for sanitizer builds: any gateway/agent log in the work dir, including those
+    # of processes that were never stopped through the harness.
+    for log in sorted(d.rglob("*.log")):
+        if log.name.startswith(("gateway", "agent")):
+            h.note_sanitizer_report(f"log {log}", log.read_text(errors="replace"))
+    found = list(dict.fromkeys(h.SANITIZER_REPORTS))
+    if os.environ.get("PGWARD_KEEP") == "1" or found:
         print(f"\npgward integration work dir kept: {d}")
     else:
         shutil.rmtree(d, ignore_errors=True)
+    if found:
+        pytest.fail("sanitizer reports in pgward processes:\n" + "\n".join(found), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def no_sanitizer_reports():
+    """Fails the test whose processes logged a sanitizer report (sanitizer builds only)."""
+    before = len(h.SANITIZER_REPORTS)
+    yield
+    new = h.SANITIZER_REPORTS[before:]
+    if new:
+        pytest.fail("sanitizer report(s):\n" + "\n".join(new), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,31 @@ AGENT_BIN = BUILD_DIR / "agent" / "pgward-agent"
 CTL_BIN = BUILD_DIR / "tools" / "pgwardctl" / "pgwardctl"
 ROGUE_BIN = BUILD_DIR / "tests" / "tools" / "rogue_agent"  # tests/tools/rogue_agent.cc
 IDP_DIR = REPO_ROOT / "tests" / "idp"
+
+# Sanitizer builds (deploy/test.sh, PGWARD_SANITIZE): a report in a pgward process's output
+# fails the run even when the test itself passed (conftest.py checks after each test and
+# over the whole work dir at the end). Sanitized processes exit slower (LeakSanitizer runs at
+# exit), so they get longer to stop before SIGKILL, which would skip the leak check.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "WARNING: ThreadSanitizer")
+SANITIZED = any(v in os.environ for v in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS"))
+SANITIZER_REPORTS: list[str] = []  # "<process>: <first report line>", appended as found
+
+
+def sanitizer_report(text: str) -> str | None:
+    """The first line of a sanitizer report in text, or None."""
+    for line in text.splitlines():
+        if any(m in line for m in SANITIZER_MARKERS):
+            return line.strip()
+    return None
+
+
+def note_sanitizer_report(what: str, text: str) -> None:
+    line = sanitizer_report(text)
+    if line is not None:
+        SANITIZER_REPORTS.append(f"{what}: {line}")
+
+
 AUDIENCE = "pgward"
 
 # The IdP's registered clients (client_id -> groups). Secrets are generated per run.
@@ -179,8 +204,10 @@ class Proc:
         self.env = env
         self.cwd = cwd
         self.popen: subprocess.Popen | None = None
+        self.log_start = 0  # characters of log_path written before this process started
 
     def start(self) -> "Proc":
+        self.log_start = len(self.log())
         log = open(self.log_path, "ab")
         try:
             self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
@@ -210,9 +237,11 @@ class Proc:
         if self.popen is not None:
             self.popen.wait(10)
 
-    def stop(self, timeout: float = 5.0) -> None:
+    def stop(self, timeout: float | None = None) -> None:
         if self.popen is None:
             return
+        if timeout is None:
+            timeout = 30.0 if SANITIZED else 5.0
         if self.popen.poll() is None:
             os.kill(self.popen.pid, signal.SIGTERM)
             try:
@@ -220,6 +249,9 @@ class Proc:
             except subprocess.TimeoutExpired:
                 os.kill(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(10)
+        if self.name.startswith("pgward-"):
+            # Only what this run of the process wrote: restarts append to the same log.
+            note_sanitizer_report(f"{self.name} (log {self.log_path})", self.log()[self.log_start:])
 
     def log(self) -> str:
         try:
@@ -814,6 +846,7 @@ class GatewayEnv:
         """Runs pgwardctl against this gateway (admin.key). Returns the CompletedProcess."""
         r = subprocess.run([str(CTL_BIN), *map(str, args)], capture_output=True, text=True,
                            env=self.gateway.ctl_env(), timeout=timeout, input=input)
+        note_sanitizer_report(f"pgwardctl {shlex.join(map(str, args))}", r.stderr)
         if check and r.returncode != 0:
             raise HarnessError(f"pgwardctl {shlex.join(map(str, args))} failed rc={r.returncode}: "
                                f"{r.stderr.strip()} {r.stdout.strip()}")
@@ -884,6 +917,7 @@ class GatewayEnv:
         r = subprocess.run([str(ROGUE_BIN), "--gateway", self.gateway.grpc_addr, "--ca-file", str(self.gateway.ca_file),
                             "--name", agent, "--token-file", str(token_file), *map(str, args)],
                            capture_output=True, text=True, timeout=timeout)
+        note_sanitizer_report(f"rogue_agent {shlex.join(map(str, args))}", r.stderr)
         lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
         if r.returncode != 0 or not lines:
             raise HarnessError(f"rogue_agent {shlex.join(map(str, args))} failed rc={r.returncode}: "

@@ -1,0 +1,82 @@
+// TSan builds only: tells ThreadSanitizer about absl::Mutex, whose Debian build is not
+// instrumented. Without this TSan sees no happens-before edge through any absl::Mutex and
+// reports every ABSL_GUARDED_BY member as a race. The functions below interpose the ones in
+// libabsl_synchronization.so (a definition in the executable wins over the shared library),
+// record release/acquire on the mutex's address and call the real function (dlsym
+// RTLD_NEXT). Only the functions pgward calls are wrapped; a missing symbol aborts.
+#include <dlfcn.h>
+#include <sanitizer/tsan_interface.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/synchronization/mutex.h"
+
+namespace {
+
+template <typename Fn>
+Fn Real(const char* mangled) {
+  void* fn = ::dlsym(RTLD_NEXT, mangled);
+  if (fn == nullptr) {
+    std::fprintf(stderr, "absl_mutex_tsan: %s not found in Abseil: update the mangled names\n", mangled);
+    std::abort();
+  }
+  return reinterpret_cast<Fn>(fn);
+}
+
+using Plain = void (*)(absl::Mutex*);
+using Try = bool (*)(absl::Mutex*);
+using WithCond = void (*)(absl::Mutex*, const absl::Condition&);
+
+}  // namespace
+
+namespace absl {
+ABSL_NAMESPACE_BEGIN
+
+void Mutex::Lock() {
+  static const Plain real = Real<Plain>("_ZN4absl7debian35Mutex4LockEv");
+  real(this);
+  __tsan_acquire(this);
+}
+
+void Mutex::Unlock() {
+  static const Plain real = Real<Plain>("_ZN4absl7debian35Mutex6UnlockEv");
+  __tsan_release(this);
+  real(this);
+}
+
+void Mutex::ReaderLock() {
+  static const Plain real = Real<Plain>("_ZN4absl7debian35Mutex10ReaderLockEv");
+  real(this);
+  __tsan_acquire(this);
+}
+
+void Mutex::ReaderUnlock() {
+  static const Plain real = Real<Plain>("_ZN4absl7debian35Mutex12ReaderUnlockEv");
+  __tsan_release(this);
+  real(this);
+}
+
+bool Mutex::TryLock() {
+  static const Try real = Real<Try>("_ZN4absl7debian35Mutex7TryLockEv");
+  const bool locked = real(this);
+  if (locked) __tsan_acquire(this);
+  return locked;
+}
+
+void Mutex::LockWhen(const Condition& cond) {
+  static const WithCond real = Real<WithCond>("_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE");
+  real(this, cond);
+  __tsan_acquire(this);
+}
+
+// Await releases the mutex while it waits and holds it again on return.
+void Mutex::Await(const Condition& cond) {
+  static const WithCond real = Real<WithCond>("_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE");
+  __tsan_release(this);
+  real(this, cond);
+  __tsan_acquire(this);
+}
+
+ABSL_NAMESPACE_END
+}  // namespace absl
