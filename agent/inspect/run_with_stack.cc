@@ -6,16 +6,17 @@ namespace pgward::inspect {
 LargeStackWorker::~LargeStackWorker() {
   bool started;
   {
-    absl::MutexLock lock(&mu_);
+    std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
     started = started_;
   }
+  changed_.notify_all();
   if (started) pthread_join(thread_, nullptr);
 }
 
 bool LargeStackWorker::Run(absl::FunctionRef<void()> fn) {
-  absl::MutexLock turn(&turn_mu_);
-  absl::MutexLock lock(&mu_);
+  std::lock_guard<std::mutex> turn(turn_mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (!started_) {
     pthread_attr_t attr;
     if (pthread_attr_init(&attr) != 0) return false;
@@ -25,8 +26,8 @@ bool LargeStackWorker::Run(absl::FunctionRef<void()> fn) {
     if (!started_) return false;
   }
   job_ = &fn;
-  mu_.Await(absl::Condition(
-      +[](absl::FunctionRef<void()>** job) { return *job == nullptr; }, &job_));
+  changed_.notify_all();
+  changed_.wait(lock, [this] { return job_ == nullptr; });
   return true;
 }
 
@@ -36,20 +37,20 @@ void* LargeStackWorker::ThreadMain(void* self) {
 }
 
 void LargeStackWorker::Loop() {
-  absl::MutexLock lock(&mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    mu_.Await(absl::Condition(
-        +[](LargeStackWorker* w) { return w->stopping_ || w->job_ != nullptr; }, this));
+    changed_.wait(lock, [this] { return stopping_ || job_ != nullptr; });
     if (job_ == nullptr) return;  // stopping, nothing left to run
     absl::FunctionRef<void()>* job = job_;
-    mu_.Unlock();
+    lock.unlock();
     try {
       (*job)();
     } catch (...) {
       // Nothing may escape a thread; the caller sees that its function did not finish its work.
     }
-    mu_.Lock();
+    lock.lock();
     job_ = nullptr;
+    changed_.notify_all();
   }
 }
 
