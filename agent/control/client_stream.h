@@ -1,10 +1,11 @@
-// The agent's bidirectional gRPC streams (Control, Session), awaitable from an asio strand.
+// The agent's bidirectional gRPC streams (Control, Session), awaitable from a session's executor.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/support/client_callback.h>
 
 #include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <functional>
 #include <memory>
 #include <string>
@@ -15,17 +16,20 @@
 
 namespace pgward::agent {
 
-// Completions of one stream, shared by the reactor and its owner: gRPC may touch a client
-// reactor until OnDone returns, so the reactor deletes itself there (as gRPC's examples do)
-// and the owner keeps only this.
+// Completions of one stream, shared by the reactor and its owner; they outlive the reactor.
 struct StreamSignals : net::StreamCompletions {
   using net::StreamCompletions::StreamCompletions;
   grpc::Status status;  // valid once `done` fired
 
-  // Safe from any thread at any time, even after the reactor deleted itself.
+  // Call on the owner's executor (where Finished() deletes the reactor): then the context is
+  // alive whenever it is set. TryCancel may run reactions inline, so no lock is held around it.
   void Cancel() {
-    absl::MutexLock lock(&mu);
-    if (context != nullptr) context->TryCancel();
+    grpc::ClientContext* current;
+    {
+      absl::MutexLock lock(&mu);
+      current = context;
+    }
+    if (current != nullptr) current->TryCancel();
   }
   absl::Mutex mu;
   grpc::ClientContext* context ABSL_GUARDED_BY(mu) = nullptr;
@@ -33,9 +37,11 @@ struct StreamSignals : net::StreamCompletions {
 
 // gRPC callback reactor (one read and one write in flight) bridged to asio: each Read/Write
 // starts the operation and awaits its completion, which gives end-to-end backpressure. The
-// call carries the agent's credentials as metadata. Create with new; it deletes itself in
-// OnDone, which a hold delays until Finished(): without it a call the gateway finishes could
-// vanish while its last frame is still being read.
+// reaction resumes the owner's coroutine through its executor: on a SerialExecutor that
+// happens inline in the reaction when the session is idle, with no thread hand-off. The call
+// carries the agent's credentials as metadata. Create with new; Finished() deletes it on the
+// owner's executor after OnDone (a hold keeps OnDone from running before Finished(): without
+// it a call the gateway finishes could end while its last frame is still being read).
 template <typename Outgoing, typename Incoming>
 class ClientStream : public grpc::ClientBidiReactor<Outgoing, Incoming> {
  public:
@@ -84,6 +90,11 @@ class ClientStream : public grpc::ClientBidiReactor<Outgoing, Incoming> {
     auto signals = signals_;
     this->RemoveHold();
     co_await signals->done.Wait();
+    {
+      absl::MutexLock lock(&signals->mu);
+      signals->context = nullptr;
+    }
+    delete this;  // after OnDone, as gRPC allows; nothing of `this` is touched afterwards
   }
 
   void OnReadDone(bool ok) override { signals_->read_done.Post(ok); }
@@ -92,11 +103,7 @@ class ClientStream : public grpc::ClientBidiReactor<Outgoing, Incoming> {
   void OnDone(const grpc::Status& status) override {
     auto signals = signals_;
     signals->status = status;
-    {
-      absl::MutexLock lock(&signals->mu);
-      signals->context = nullptr;
-    }
-    delete this;
+    // May run Finished() inline, which deletes `this`: the last use of it.
     signals->done.Post(true);
   }
 

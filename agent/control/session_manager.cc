@@ -1,12 +1,14 @@
 #include "agent/control/session_manager.h"
 
+#include "common/net/serial_executor.h"
 #include "common/util/log.h"
 
 namespace pgward::agent {
 
 void SessionManager::Start(pgward::v1::SessionGrant grant) {
   const std::string id = grant.session_id();
-  auto strand = asio::make_strand(io_);
+  // One piece of the session's work at a time, on the thread that brings it (SerialExecutor).
+  asio::any_io_executor strand = net::SerialExecutor::Make(io_);
   auto session = std::make_shared<AgentSession>(strand, std::move(grant), deps_);
   {
     absl::MutexLock lock(&mu_);

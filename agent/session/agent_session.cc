@@ -1,5 +1,6 @@
 #include "agent/session/agent_session.h"
 
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 
 #include <algorithm>

@@ -182,11 +182,9 @@ asio::awaitable<absl::StatusOr<UpstreamConnection>> DoLogin(const UpstreamLoginR
   if (!handshake_due.ok()) co_return handshake_due.status();
   if (*handshake_due) {
     stream.PrepareClientTls(t.host(), verify);
-    auto [ec] = co_await stream.tls_stream().async_handshake(asio::ssl::stream_base::client, kAsTuple);
-    if (ec) {
+    if (auto ec = co_await stream.Handshake(asio::ssl::stream_base::client)) {
       co_return absl::UnavailableError(absl::StrCat("TLS handshake with upstream failed: ", ec.message()));
     }
-    stream.MarkTlsEstablished();
   }
 
   std::vector<std::pair<std::string, std::string>> params = {{"user", t.user()},

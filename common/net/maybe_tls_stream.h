@@ -1,96 +1,77 @@
 // A TCP socket that may be upgraded to TLS mid-stream, as Postgres's SSLRequest requires.
 #pragma once
 
+#include <openssl/ssl.h>
+
 #include <asio.hpp>
-#include <asio/experimental/as_tuple.hpp>
 #include <asio/ssl.hpp>
 
-#include <utility>
-
 #include <string>
+#include <utility>
 
 namespace pgward::net {
 
 // Postgres negotiates TLS inside the protocol (SSLRequest, then a handshake on the same
-// socket), so one object must serve plaintext first and TLS afterwards.
+// socket), so one object serves plaintext first and TLS afterwards.
+//
+// Every operation first tries the socket without blocking (a non-blocking socket; OpenSSL
+// reads and writes it directly) and waits for readiness only when it must. So a relay that
+// writes a reply on the thread that received it finishes the write there, with no thread
+// hand-off, in the common case where the socket buffer has room (see SerialExecutor). Not
+// thread-safe: one session's executor drives it.
 class MaybeTlsStream {
  public:
   using Socket = asio::ip::tcp::socket;
 
-  MaybeTlsStream(Socket socket, asio::ssl::context& tls_context)
-      : stream_(std::move(socket), tls_context) {}
+  // `tls_context` is used only if Handshake() is called; it must outlive the stream.
+  MaybeTlsStream(Socket socket, asio::ssl::context& tls_context);
+  ~MaybeTlsStream();
+  MaybeTlsStream(const MaybeTlsStream&) = delete;
+  MaybeTlsStream& operator=(const MaybeTlsStream&) = delete;
 
   bool tls() const { return tls_; }
-  Socket& socket() { return stream_.next_layer(); }
-  asio::ssl::stream<Socket>& tls_stream() { return stream_; }
+  Socket& socket() { return socket_; }
 
-  // Client side: sets SNI and, when `verify_host` is non-empty, RFC 6125 host checking.
-  void PrepareClientTls(const std::string& host, bool verify_host) {
-    SSL_set_tlsext_host_name(stream_.native_handle(), host.c_str());
-    if (verify_host) stream_.set_verify_callback(asio::ssl::host_name_verification(host));
-  }
+  // Client side, before Handshake(client): sets SNI and, when `verify_host` is true, RFC 6125
+  // host checking of the peer's certificate (the context decides whether the chain is checked).
+  void PrepareClientTls(const std::string& host, bool verify_host);
 
-  asio::awaitable<void> Handshake(asio::ssl::stream_base::handshake_type type) {
-    co_await stream_.async_handshake(type, asio::use_awaitable);
-    tls_ = true;
-  }
-  // For callers that run the handshake themselves on tls_stream().
-  void MarkTlsEstablished() { tls_ = true; }
+  // The TLS handshake; a failure (including certificate verification) is returned.
+  asio::awaitable<asio::error_code> Handshake(asio::ssl::stream_base::handshake_type type);
 
-  template <typename MutableBuffer>
-  asio::awaitable<size_t> ReadSome(const MutableBuffer& buffer) {
-    if (tls_) co_return co_await stream_.async_read_some(buffer, asio::use_awaitable);
-    co_return co_await socket().async_read_some(buffer, asio::use_awaitable);
-  }
-
-  template <typename ConstBuffer>
-  asio::awaitable<void> WriteAll(const ConstBuffer& buffer) {
-    if (tls_) {
-      co_await asio::async_write(stream_, buffer, asio::use_awaitable);
-    } else {
-      co_await asio::async_write(socket(), buffer, asio::use_awaitable);
-    }
-  }
+  // Throwing forms (asio::system_error) for login code, where any failure ends the attempt.
+  asio::awaitable<size_t> ReadSome(asio::mutable_buffer buffer);
+  asio::awaitable<void> WriteAll(asio::const_buffer buffer);
+  // Reads exactly `buffer.size()` bytes.
+  asio::awaitable<void> ReadExactly(asio::mutable_buffer buffer);
 
   // Non-throwing forms for relay loops, where a closed peer is the normal way to end.
-  template <typename MutableBuffer>
-  asio::awaitable<std::pair<asio::error_code, size_t>> TryReadSome(const MutableBuffer& buffer) {
-    constexpr auto kAsTuple = asio::experimental::as_tuple(asio::use_awaitable);
-    auto [ec, n] = tls_ ? co_await stream_.async_read_some(buffer, kAsTuple)
-                        : co_await socket().async_read_some(buffer, kAsTuple);
-    co_return std::make_pair(ec, n);
-  }
-  template <typename ConstBuffer>
-  asio::awaitable<asio::error_code> TryWriteAll(const ConstBuffer& buffer) {
-    constexpr auto kAsTuple = asio::experimental::as_tuple(asio::use_awaitable);
-    auto [ec, n] = tls_ ? co_await asio::async_write(stream_, buffer, kAsTuple)
-                        : co_await asio::async_write(socket(), buffer, kAsTuple);
-    co_return ec;
-  }
+  asio::awaitable<std::pair<asio::error_code, size_t>> TryReadSome(asio::mutable_buffer buffer);
+  asio::awaitable<asio::error_code> TryWriteAll(asio::const_buffer buffer);
 
-  // Reads exactly `buffer.size()` bytes.
-  template <typename MutableBuffer>
-  asio::awaitable<void> ReadExactly(const MutableBuffer& buffer) {
-    if (tls_) {
-      co_await asio::async_read(stream_, buffer, asio::use_awaitable);
-    } else {
-      co_await asio::async_read(socket(), buffer, asio::use_awaitable);
-    }
-  }
+  // One attempt, never waiting: how many bytes the socket took now (0 with would_block set
+  // when it is full). For a last word on a connection that is being closed.
+  size_t WriteNow(asio::const_buffer buffer, asio::error_code& ec);
 
-  // Bytes already read and decrypted by OpenSSL but not yet returned: must be zero before
-  // a TLS upgrade (PgBouncer's rule: nothing may arrive ahead of the handshake).
-  size_t BufferedPlaintextBytes() { return socket().available(); }
+  // Bytes that arrived but were not read yet: must be zero before a TLS upgrade (PgBouncer's
+  // rule, CVE-2021-23222: nothing may arrive ahead of the handshake).
+  size_t BufferedPlaintextBytes();
 
-  void Close() {
-    asio::error_code ignored;
-    socket().shutdown(Socket::shutdown_both, ignored);
-    socket().close(ignored);
-  }
+  void Close();
 
  private:
-  asio::ssl::stream<Socket> stream_;
+  enum class Want { kNothing, kRead, kWrite };
+  size_t ReadNow(asio::mutable_buffer buffer, asio::error_code& ec, Want& want);
+  size_t WriteNowWanting(asio::const_buffer buffer, asio::error_code& ec, Want& want);
+  // Maps an OpenSSL result to an error code and what to wait for.
+  asio::error_code SslFailure(int result, Want& want);
+  asio::awaitable<asio::error_code> WaitFor(Want want);
+
+  Socket socket_;
+  asio::ssl::context& tls_context_;
+  SSL* ssl_ = nullptr;
   bool tls_ = false;
+  bool closed_ = false;
 };
 
 }  // namespace pgward::net

@@ -1,5 +1,6 @@
 #include "gateway/broker/session_broker.h"
 
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 
 #include <algorithm>
@@ -40,6 +41,13 @@ int ModeRank(pgward::v1::Mode mode) {
 }  // namespace
 
 void LiveSession::Kill(std::string reason, std::string message) {
+  asio::dispatch(executor, [self = shared_from_this(), reason = std::move(reason),
+                            message = std::move(message)]() mutable {
+    self->KillOnExecutor(std::move(reason), std::move(message));
+  });
+}
+
+void LiveSession::KillOnExecutor(std::string reason, std::string message) {
   pgward::v1::GatewayMessage end;
   {
     absl::MutexLock lock(&mu_);
@@ -53,9 +61,11 @@ void LiveSession::Kill(std::string reason, std::string message) {
       e->set_sqlstate(std::string(pgwire::sqlstate::kAdminShutdown));
       e->set_message(std::move(message));
     }
-    // Safe: the reactor is deleted only after Finish, which follows MarkFinished.
-    stream->Cancel();
   }
+  // On the session's executor, where the stream is finished and destroyed: it still exists
+  // (finished_ is set before Finish). Outside mu_: TryCancel may run reactions inline, and they
+  // may resume the caller's coroutine, which takes mu_.
+  stream->Cancel();
   // Without it the agent would see only its session stream cancelled and close the upstream
   // socket, and a backend busy in a statement does not notice a closed socket until it
   // writes (pg_sleep(30) runs on). Outside mu_: the registry takes its own locks.
@@ -238,6 +248,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
       session->bridge = bridge;
       session->admission = *std::move(ticket);
       session->agents = &agents_;
+      session->executor = executor;
       session->cancel_key = crypto::RandomUint32();
       // The caller's BackendKeyData is ours, never the upstream's: a random, unused pid.
       do {
@@ -280,17 +291,22 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
 }
 
 bool SessionBroker::PairStream(const std::string& session_id, const std::string& agent, SessionStream* stream) {
-  absl::MutexLock lock(&mu_);
-  auto it = pending_.find(session_id);
-  if (it == pending_.end() || it->second.stream != nullptr) return false;
-  if (it->second.agent != agent) {
-    Log(LogLevel::kWarn, "broker", "agent ", agent, " tried to open session ", session_id,
-        " granted to agent ", it->second.agent);
-    return false;
+  std::shared_ptr<net::AsyncSignal> paired;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = pending_.find(session_id);
+    if (it == pending_.end() || it->second.stream != nullptr) return false;
+    if (it->second.agent != agent) {
+      Log(LogLevel::kWarn, "broker", "agent ", agent, " tried to open session ", session_id,
+          " granted to agent ", it->second.agent);
+      return false;
+    }
+    stream->Attach(it->second.bridge);
+    it->second.stream = stream;
+    paired = it->second.paired;
   }
-  stream->Attach(it->second.bridge);
-  it->second.stream = stream;
-  it->second.paired->Post(true);
+  // Outside mu_: this may run the waiting Open() right here, and it takes mu_.
+  paired->Post(true);
   return true;
 }
 
@@ -366,17 +382,20 @@ void SessionBroker::GrantsChanged() {
 void SessionBroker::AgentDeleted(const std::string& agent) {
   agents_.End(agent, grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this agent was deleted"));
   std::vector<std::shared_ptr<LiveSession>> sessions;
+  std::vector<std::shared_ptr<net::AsyncSignal>> waiting;
   {
     absl::MutexLock lock(&mu_);
     for (auto& [id, pending] : pending_) {
       if (pending.agent != agent) continue;
       pending.agent_deleted = true;
-      pending.paired->Post(true);
+      waiting.push_back(pending.paired);
     }
     for (const auto& [id, session] : live_) {
       if (session->agent == agent) sessions.push_back(session);
     }
   }
+  // Outside mu_: each may run its waiting Open() right here.
+  for (const auto& signal : waiting) signal->Post(true);
   for (const auto& session : sessions) {
     Log(LogLevel::kInfo, "broker", "ending session ", session->session_id, " of ", session->principal,
         ": its agent ", agent, " was deleted");

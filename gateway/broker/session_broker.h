@@ -31,7 +31,7 @@ struct CallerInfo {
 };
 
 // One paired session as the broker, the admin API and cancel routing see it.
-class LiveSession {
+class LiveSession : public std::enable_shared_from_this<LiveSession> {
  public:
   std::string session_id, principal, issuer, connection, agent;
   std::vector<std::string> groups;
@@ -42,11 +42,15 @@ class LiveSession {
   std::shared_ptr<SessionBridge> bridge;
   SessionAdmission::Ticket admission;  // its place under the session caps, given back at Close
   AgentRegistry* agents = nullptr;     // for the EndSession a kill sends to the agent
+  // The caller connection's SerialExecutor: the stream is driven, finished and destroyed there,
+  // so a kill runs there too and needs no lock around the stream.
+  asio::any_io_executor executor;
 
   // Ends the session from outside (admin kill, grant deleted, token expiry, agent deleted).
   // The first kill sends EndSession to the agent, which cancels what runs upstream and closes
   // the upstream connection at once, and cancels the session stream, so the caller's coroutine
   // sees it fail and tells the caller `message` with SQLSTATE 57P01 even if the agent is slow.
+  // Safe from any thread; the work runs on the session's executor.
   void Kill(std::string reason, std::string message);
   // Called by the caller's coroutine just before it finishes the stream.
   void MarkFinished();
@@ -54,6 +58,8 @@ class LiveSession {
   std::pair<std::string, std::string> KillReason();
 
  private:
+  void KillOnExecutor(std::string reason, std::string message);
+
   absl::Mutex mu_;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   std::string kill_reason_ ABSL_GUARDED_BY(mu_);

@@ -32,26 +32,27 @@ void SessionStream::OnReadDone(bool ok) {
     }
     return;
   }
-  absl::MutexLock lock(&mu_);
-  if (bridge_) bridge_->read_done.Post(ok);
+  // Outside mu_: Post may run the paired caller's coroutine right here (SerialExecutor).
+  if (auto bridge = Bridge()) bridge->read_done.Post(ok);
 }
 
 void SessionStream::OnWriteDone(bool ok) {
+  if (auto bridge = Bridge()) bridge->write_done.Post(ok);
+}
+
+std::shared_ptr<SessionBridge> SessionStream::Bridge() {
   absl::MutexLock lock(&mu_);
-  if (bridge_) bridge_->write_done.Post(ok);
+  return bridge_;
 }
 
 void SessionStream::OnDone() {
-  std::shared_ptr<SessionBridge> bridge;
-  {
-    absl::MutexLock lock(&mu_);
-    bridge = bridge_;
-  }
+  std::shared_ptr<SessionBridge> bridge = Bridge();
   if (!bridge) {
     delete this;  // never paired: nobody else holds it
     return;
   }
-  bridge->done.Post(true);  // the owner calls Destroy()
+  // The owner calls Destroy(), possibly inside this Post: nothing of `this` is touched after it.
+  bridge->done.Post(true);
 }
 
 }  // namespace pgward::gateway

@@ -16,7 +16,7 @@ namespace pgward::gateway {
 
 class SessionBroker;
 
-// Shared between the reactor (gRPC threads) and the caller's coroutine (an asio strand).
+// Shared between the reactor (gRPC threads) and the caller's coroutine (its SerialExecutor).
 using SessionBridge = net::StreamCompletions;
 
 // Lifecycle: authenticated at creation; reads the agent's first frame (`opened`) and asks the
@@ -45,6 +45,8 @@ class SessionStream : public grpc::ServerBidiReactor<pgward::v1::SessionFrame, p
   void OnDone() override;
 
  private:
+  std::shared_ptr<SessionBridge> Bridge();
+
   grpc::CallbackServerContext* context_;
   SessionBroker& broker_;
   const std::string agent_;

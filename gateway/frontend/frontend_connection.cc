@@ -83,16 +83,13 @@ asio::awaitable<void> FrontendConnection::Run() {
     if (ec || (state_ != State::kStartup && state_ != State::kAwaitingPassword)) return;
     timed_out = true;
     {
-      // Only reads are pending in these states, so a small blocking write cannot interleave.
+      // Only reads are pending in these states, so this write cannot interleave with another;
+      // one attempt, without waiting: the connection is being closed anyway.
       std::string out;
       pgwire::AppendErrorResponse(out, "FATAL", pgwire::sqlstate::kProtocolViolation,
                                   "pgward: login took too long; the connection was closed");
       asio::error_code ignored;
-      if (stream_.tls()) {
-        asio::write(stream_.tls_stream(), asio::buffer(out), ignored);
-      } else {
-        asio::write(stream_.socket(), asio::buffer(out), ignored);
-      }
+      stream_.WriteNow(asio::buffer(out), ignored);
     }
     stream_.Close();
   });
@@ -249,9 +246,9 @@ asio::awaitable<absl::Status> FrontendConnection::Login() {
         }
         char yes = 'S';
         co_await stream_.WriteAll(asio::buffer(&yes, 1));
-        auto [ec] = co_await stream_.tls_stream().async_handshake(asio::ssl::stream_base::server, kAsTuple);
-        if (ec) co_return absl::UnavailableError(absl::StrCat("TLS handshake failed: ", ec.message()));
-        stream_.MarkTlsEstablished();
+        if (auto ec = co_await stream_.Handshake(asio::ssl::stream_base::server)) {
+          co_return absl::UnavailableError(absl::StrCat("TLS handshake failed: ", ec.message()));
+        }
         continue;
       }
       case pgwire::StartupPacket::Kind::kGssEncRequest: {

@@ -1,7 +1,10 @@
 #include "gateway/frontend/pg_listener.h"
 
+#include <asio/experimental/as_tuple.hpp>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/net/serial_executor.h"
 #include "common/pgwire/messages.h"
 #include "common/pgwire/sqlstate.h"
 #include "common/util/log.h"
@@ -41,8 +44,10 @@ absl::Status PgListener::Listen(const std::string& address) {
 
 asio::awaitable<void> PgListener::AcceptLoop() {
   for (;;) {
-    auto strand = asio::make_strand(io_);
-    asio::ip::tcp::socket socket(strand);
+    // The connection's work runs one piece at a time on whichever thread brings it (socket
+    // readiness on asio's threads, session-stream completions on gRPC's): SerialExecutor.
+    auto strand = net::SerialExecutor::Make(io_);
+    asio::ip::tcp::socket socket(io_);
     auto [ec] = co_await acceptor_.async_accept(socket, asio::experimental::as_tuple(asio::use_awaitable));
     if (ec) {
       if (ec == asio::error::operation_aborted) co_return;
