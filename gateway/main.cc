@@ -187,6 +187,9 @@ int main(int argc, char** argv) {
   broker_options.caps.per_principal = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_sessions_per_principal));
   broker_options.caps.per_connection = static_cast<uint32_t>(absl::GetFlag(FLAGS_max_sessions_per_connection));
   broker_options.issuerless_grants_issuer = issuers.size() == 1 ? issuers.front() : std::string();
+  // Token verification (JWKS fetches) and the broker's store accesses: off the I/O threads.
+  asio::thread_pool blocking_pool(2);
+  broker_options.store_executor = blocking_pool.get_executor();
   pgward::gateway::SessionBroker broker(**store, *secrets, registry, broker_options);
   pgward::gateway::AgentServiceImpl agent_service(**store, registry, audit, broker, 10000);
   pgward::admin::AdminServiceImpl admin_service(**store, *secrets, authorizer, broker, issuers);
@@ -217,7 +220,6 @@ int main(int argc, char** argv) {
   SSL_CTX_set_session_id_context(tls.native_handle(), kSessionContext, sizeof(kSessionContext) - 1);
   SSL_CTX_set_session_cache_mode(tls.native_handle(), SSL_SESS_CACHE_SERVER);
 
-  asio::thread_pool blocking_pool(2);
   pgward::gateway::FrontendDeps deps;
   deps.tls = &tls;
   deps.verifier = &verifier;

@@ -192,7 +192,7 @@ absl::StatusOr<SessionBroker::PreparedSession> SessionBroker::Prepare(const iden
 
 asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Open(
     const identity::VerifiedToken& token, const std::string& connection_name, const CallerInfo& caller) {
-  auto prepared = Prepare(token, connection_name, caller);
+  auto prepared = co_await OnStore([&] { return Prepare(token, connection_name, caller); });
   if (!prepared.ok()) co_return prepared.status();
   // Counted before the agent hears of it, so concurrent logins cannot pass the caps together.
   auto ticket = admission_.Admit(token.issuer, token.principal, connection_name, prepared->principal_cap,
@@ -285,7 +285,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
   record.set_application_name(application_name);
   record.set_caller_user(caller_user);
   record.set_started_unix_ms(NowMillis());
-  absl::Status stored = store_.InsertSession(record);
+  absl::Status stored = co_await OnStore([&] { return store_.InsertSession(record); });
   if (!stored.ok()) Log(LogLevel::kError, "broker", "recording session ", session_id, ": ", stored.message());
   co_return session;
 }
@@ -310,14 +310,16 @@ bool SessionBroker::PairStream(const std::string& session_id, const std::string&
   return true;
 }
 
-void SessionBroker::Close(LiveSession& session, const std::string& end_reason) {
+asio::awaitable<void> SessionBroker::Close(LiveSession& session, const std::string& end_reason) {
   {
     absl::MutexLock lock(&mu_);
     live_.erase(session.session_id);
     by_cancel_pid_.erase(session.cancel_pid);
   }
   session.admission.Release();
-  absl::Status status = store_.EndSession(session.session_id, NowMillis(), end_reason);
+  const int64_t ended_ms = NowMillis();
+  absl::Status status =
+      co_await OnStore([&] { return store_.EndSession(session.session_id, ended_ms, end_reason); });
   if (!status.ok()) Log(LogLevel::kError, "broker", "ending session ", session.session_id, ": ", status.message());
 }
 

@@ -72,6 +72,9 @@ struct BrokerOptions {
   // The issuer that grants without one belong to (Store::FindGrants): the single trusted
   // issuer, or "" when several are trusted (such grants then match nobody).
   std::string issuerless_grants_issuer;
+  // Where the broker uses the store (SQLite): a small pool, never an I/O or gRPC thread, which
+  // the session coroutines may be running on (SerialExecutor). Required.
+  asio::any_io_executor store_executor;
 };
 
 // Error codes of Open() map to the contract's SQLSTATEs: PermissionDenied -> 28000,
@@ -85,8 +88,8 @@ class SessionBroker : public admin::LiveDirectory {
                                                                      const CallerInfo& caller);
   // From a new Session stream's first frame. False: nobody waits for it (or the wrong agent).
   bool PairStream(const std::string& session_id, const std::string& agent, SessionStream* stream);
-  // Records the end and gives the session's place under the caps back.
-  void Close(LiveSession& session, const std::string& end_reason);
+  // Gives the session's place under the caps back and records the end.
+  asio::awaitable<void> Close(LiveSession& session, const std::string& end_reason);
   // A CancelRequest; forged or stale keys do nothing (and say nothing, as in Postgres).
   void Cancel(int32_t pid, uint32_t key);
 
@@ -112,6 +115,13 @@ class SessionBroker : public admin::LiveDirectory {
     std::string agent_credential;  // the agent's current token hash (AgentRegistry::SendGrant)
     PrincipalCap principal_cap;
   };
+  // Runs `work` (a store access) on the store executor and resumes with its result.
+  template <typename Work>
+  asio::awaitable<std::invoke_result_t<Work&>> OnStore(Work work) {
+    co_return co_await asio::co_spawn(
+        options_.store_executor, [&work]() -> asio::awaitable<std::invoke_result_t<Work&>> { co_return work(); },
+        asio::use_awaitable);
+  }
   absl::StatusOr<PreparedSession> Prepare(const identity::VerifiedToken& token, const std::string& connection,
                                           const CallerInfo& caller);
 
