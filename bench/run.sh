@@ -1,19 +1,29 @@
 #!/usr/bin/env bash
-# pgward benchmark: pgbench -S through pgward, side by side with direct PostgreSQL and PgBouncer
-# on the same machine, interleaved in rounds so that drift (other load, thermal, cache) hits all
-# targets alike. Writes a report to stdout and to bench/RESULTS.md. See bench/README.md.
+# pgward benchmark: pgbench -S, bulk transfers (1 GB COPY TO STDOUT and SELECT) and 1,000
+# concurrent sessions through pgward, side by side with direct PostgreSQL and PgBouncer on the
+# same machine, interleaved in rounds so that drift (other load, thermal, cache) hits all targets
+# alike. Writes a report to stdout and to bench/RESULTS.md. See bench/README.md.
 set -euo pipefail
 
 usage() {
   cat <<USAGE
-usage: bench/run.sh [--quick] [--rounds N] [--duration S] [--keep-dir] [--no-results]
+usage: bench/run.sh [--pgbench] [--bulk] [--sessions1000] [--quick] [--rounds N] [--duration S]
+                    [--keep-dir] [--no-results]
+  --pgbench      the pgbench scenarios (c1, c8, connect, connectpy)
+  --bulk         1 GB COPY TO STDOUT and 1 GB SELECT per target, plus a slow reader through pgward
+  --sessions1000 1,000 concurrent sessions per target, with the proxies' RSS
+                 Without any of these three, all of them run (--quick: only --pgbench); with
+                 some, only those.
   --quick        smoke run: 1 round, -T 3 (RESULTS.md is still written unless --no-results)
   --rounds N     rounds (default 3); each round runs every target once per scenario
   --duration S   pgbench -T per run (default 10)
   --keep-dir     keep the temp work dir (logs, configs) after the run
   --no-results   do not overwrite bench/RESULTS.md
 Environment: BUILD_DIR (default <repo>/build, RelWithDebInfo binaries expected),
-             PG_BIN (default /usr/lib/postgresql/15/bin), BENCH_SCALE (pgbench -s, default 10)
+             PG_BIN (default /usr/lib/postgresql/15/bin), BENCH_SCALE (pgbench -s, default 10),
+             BENCH_BULK_MB (default 1024), BENCH_BULK_ROW_BYTES (default 1000),
+             BENCH_SLOW_MB (default 256), BENCH_SLOW_RATE_MB_S (default 32),
+             BENCH_SESSIONS (default 1000)
 USAGE
 }
 
@@ -22,9 +32,15 @@ DURATION=10
 KEEP_DIR=0
 WRITE_RESULTS=1
 QUICK=0
+RUN_PGBENCH=0
+RUN_BULK=0
+RUN_SESSIONS=0
 ORIG_ARGS="$*"
 while [ $# -gt 0 ]; do
   case "$1" in
+    --pgbench) RUN_PGBENCH=1 ;;
+    --bulk) RUN_BULK=1 ;;
+    --sessions1000) RUN_SESSIONS=1 ;;
     --quick) QUICK=1; ROUNDS=1; DURATION=3 ;;
     --rounds) ROUNDS="${2:?--rounds needs a value}"; shift ;;
     --duration) DURATION="${2:?--duration needs a value}"; shift ;;
@@ -37,6 +53,21 @@ while [ $# -gt 0 ]; do
 done
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || { echo "bench: --rounds must be a positive integer" >&2; exit 2; }
 [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || { echo "bench: --duration must be a positive integer" >&2; exit 2; }
+if [ $((RUN_PGBENCH + RUN_BULK + RUN_SESSIONS)) -eq 0 ]; then
+  RUN_PGBENCH=1
+  [ "$QUICK" -eq 1 ] || { RUN_BULK=1; RUN_SESSIONS=1; }
+fi
+BULK_MB="${BENCH_BULK_MB:-1024}"
+BULK_ROW_BYTES="${BENCH_BULK_ROW_BYTES:-1000}"
+SLOW_MB="${BENCH_SLOW_MB:-256}"
+SLOW_RATE="${BENCH_SLOW_RATE_MB_S:-32}"
+SESSIONS="${BENCH_SESSIONS:-1000}"
+for v in BULK_MB BULK_ROW_BYTES SLOW_MB SLOW_RATE SESSIONS; do
+  [[ "${!v}" =~ ^[1-9][0-9]*$ ]] || { echo "bench: BENCH_$v must be a positive integer, got '${!v}'" >&2; exit 2; }
+done
+# Rows of BULK_ROW_BYTES characters; each COPY line is one byte longer (its newline).
+BULK_ROWS=$((BULK_MB * 1000000 / BULK_ROW_BYTES))
+SLOW_ROWS=$((SLOW_MB * 1000000 / BULK_ROW_BYTES))
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${BUILD_DIR:-$REPO_ROOT/build}"
@@ -58,11 +89,19 @@ id postgres >/dev/null 2>&1 || die "no 'postgres' OS user (install postgresql-15
 for tool in "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PGBENCH" /usr/sbin/pgbouncer node curl openssl psql runuser; do
   command -v "$tool" >/dev/null 2>&1 || die "missing $tool (see deploy/install-deps.sh)"
 done
+BULK_READER="$BUILD_DIR/bench/bulk_reader"
 if [ ! -x "$BUILD_DIR/gateway/pgward-gateway" ] || [ ! -x "$BUILD_DIR/agent/pgward-agent" ] ||
-   [ ! -x "$BUILD_DIR/tools/pgwardctl/pgwardctl" ]; then
+   [ ! -x "$BUILD_DIR/tools/pgwardctl/pgwardctl" ] || { [ "$RUN_BULK" -eq 1 ] && [ ! -x "$BULK_READER" ]; }; then
   log "pgward binaries missing in $BUILD_DIR: building (RelWithDebInfo, -j2)"
   cmake -S "$REPO_ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  ninja -C "$BUILD_DIR" -j2 pgward-gateway pgward-agent pgwardctl grpc_floor
+  ninja -C "$BUILD_DIR" -j2 pgward-gateway pgward-agent pgwardctl grpc_floor bulk_reader
+fi
+if [ "$RUN_SESSIONS" -eq 1 ]; then
+  # Every session is a socket in the client, the gateway, the agent and PgBouncer (all started
+  # from this shell, so they inherit this limit), plus one upstream socket per session.
+  need_fds=$((3 * SESSIONS + 256))
+  [ "$(ulimit -n)" -ge "$need_fds" ] || ulimit -n "$need_fds" 2>/dev/null ||
+    die "ulimit -n is $(ulimit -n) and cannot be raised to $need_fds for $SESSIONS sessions"
 fi
 BUILD_TYPE="$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)"
 [ "$BUILD_TYPE" = "RelWithDebInfo" ] || [ "$BUILD_TYPE" = "Release" ] ||
@@ -91,6 +130,16 @@ trap 'exit 143' TERM
 # ---- PostgreSQL (fsync on) ----------------------------------------------------------------
 log "starting PostgreSQL 15 (fsync=on, ssl=on, scram) in $STACK_DIR/pg"
 start_postgres "$(free_port)" on || die "PostgreSQL did not start; see $STACK_DIR/pg/postgres.log"
+PG_MAX_CONNECTIONS=300
+if [ "$RUN_SESSIONS" -eq 1 ] && [ $((SESSIONS + 200)) -gt "$PG_MAX_CONNECTIONS" ]; then
+  # One backend per pgward session (the agent logs in once per session), plus PgBouncer's pool.
+  PG_MAX_CONNECTIONS=$((SESSIONS + 200))
+  log "restarting PostgreSQL with max_connections=$PG_MAX_CONNECTIONS for $SESSIONS sessions"
+  psql_admin -c "ALTER SYSTEM SET max_connections = $PG_MAX_CONNECTIONS"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$STACK_DIR/pg/postgres.log" -w restart >/dev/null ||
+    die "PostgreSQL did not restart; see $STACK_DIR/pg/postgres.log"
+  record_pid "$(head -1 "$PGDATA_DIR/postmaster.pid")"
+fi
 DB_USER=bench
 DB_NAME=bench
 DB_PASSWORD="$(openssl rand -hex 16)"
@@ -130,7 +179,7 @@ auth_type = scram-sha-256
 auth_file = $BOUNCER_DIR/userlist.txt
 pool_mode = transaction
 default_pool_size = 20
-max_client_conn = 200
+max_client_conn = $(( RUN_SESSIONS == 1 && SESSIONS + 100 > 200 ? SESSIONS + 100 : 200 ))
 client_tls_sslmode = require
 client_tls_key_file = $BOUNCER_DIR/client.key
 client_tls_cert_file = $BOUNCER_DIR/client.crt
@@ -158,6 +207,9 @@ cat >"$STACK_DIR/clients.json" <<JSON
 [{"client_id": "$CLIENT_ID", "client_secret": "$CLIENT_SECRET", "groups": ["bench"]}]
 JSON
 start_idp "$STACK_DIR/clients.json" 3600 || die "IdP did not start; see $STACK_DIR/idp.log"
+# The session caps (100 per connection, 20 per principal by default) are raised above the
+# sessions scenario's count; pgbench never comes near either.
+GW_FLAGS="--max-sessions-per-connection $((SESSIONS + 100))"
 start_gateway || die "gateway did not start; see $STACK_DIR/gateway.log"
 GW_PID="$(tail -1 "$STACK_DIR/pids")"
 start_agent bench-agent BENCH_DB_PASSWORD="$DB_PASSWORD" || die "agent did not start; see $STACK_DIR/bench-agent.log"
@@ -166,7 +218,8 @@ AGENT_PID="$(tail -1 "$STACK_DIR/pids")"
 # about the proxy, and the client leg of every target uses TLS.
 pgwardctl connection create "$DB_NAME" --agent bench-agent --host 127.0.0.1 --port "$PG_PORT" \
   --database "$DB_NAME" --user "$DB_USER" --password-ref agent-env:BENCH_DB_PASSWORD --sslmode disable >/dev/null
-pgwardctl grant create --principal "$CLIENT_ID" --connection "$DB_NAME" --mode read-only >/dev/null
+pgwardctl grant create --principal "$CLIENT_ID" --connection "$DB_NAME" --mode read-only \
+  --max-sessions "$((SESSIONS + 100))" >/dev/null
 
 TOKEN=""
 TOKEN_AT=0
@@ -250,66 +303,145 @@ RAW="$STACK_DIR/raw.tsv"
 FLOOR="$STACK_DIR/floor.jsonl"
 : >"$FLOOR"
 printf 'round\tscenario\ttarget\ttps\tlat_ms\tconn_ms\tfailed\tnote\tattempts\tgw_cpu_s\tagent_cpu_s\tbouncer_cpu_s\tloadavg\n' >"$RAW"
-TOTAL_RUNS=$((ROUNDS * ${#SCENARIOS[@]} * ${#TARGETS[@]}))
-run_no=0
-log "measuring: $ROUNDS round(s) x ${#SCENARIOS[@]} scenarios x ${#TARGETS[@]} targets, -T $DURATION each (~$((TOTAL_RUNS * (DURATION + 2))) s)"
-for ((r = 1; r <= ROUNDS; r++)); do
-  for s in "${SCENARIOS[@]}"; do
-    # Rotate the target order each round (and per scenario) so no target always runs first.
-    off=$(( (r - 1 + ${#s}) % ${#TARGETS[@]} ))
-    order=("${TARGETS[@]:off}" "${TARGETS[@]:0:off}")
-    for t in "${order[@]}"; do
-      run_no=$((run_no + 1))
-      attempt=0
-      while :; do
-        attempt=$((attempt + 1))
-        out="$STACK_DIR/run-r$r-$s-$t-a$attempt.log"
-        load="$(cut -d' ' -f1 /proc/loadavg)"
-        g0=$(cpu_ticks "$GW_PID"); a0=$(cpu_ticks "$AGENT_PID"); b0=$(cpu_ticks "$BOUNCER_PID")
-        rc=0
-        if [ "$s" = connectpy ]; then
-          # shellcheck disable=SC2046
-          env $(target_env "$t" "$s") $PY "$REPO_ROOT/bench/connect_rate.py" 4 "$DURATION" "$SCALE" >"$out" 2>&1 || rc=$?
-        else
-          # shellcheck disable=SC2046
-          env $(target_env "$t" "$s") "$PGBENCH" $(scenario_args "$s") >"$out" 2>&1 || rc=$?
-        fi
-        g1=$(cpu_ticks "$GW_PID"); a1=$(cpu_ticks "$AGENT_PID"); b1=$(cpu_ticks "$BOUNCER_PID")
-        if [ "$s" = connectpy ]; then
-          [ "$rc" -eq 0 ] || { cat "$out" >&2; die "connect_rate.py made no connection to $t; see $out"; }
-          # ok failed conn/s connect_ms cycle_ms first_error -> tps lat conn failed note
-          line="$(awk -F'\t' '{printf "%s\t%s\t%s\t%s\t%s", $3, $5, $4, $2, ($2 > 0 ? "connect failures; first: " $6 : "-")}' "$out")"
-          break
-        fi
-        if [ "$rc" -eq 0 ]; then
-          line="$(parse_pgbench "$out" 0)" || die "could not parse pgbench output $out"
-          break
-        fi
-        if [ "$s" = connect ]; then
-          # pgbench -C aborts a client on its first failed connect; keep the partial figures,
-          # flagged, and leave the rate to connectpy, which counts failures instead.
-          line="$(parse_pgbench "$out" "$rc")" || line="$(printf -- '-\t-\t-\t-\tABORTED before any transaction (exit %s)' "$rc")"
-          break
-        fi
-        log "round $r $s $t attempt $attempt failed (exit $rc): $(grep -m1 -E 'error|Segmentation' "$out" || tail -1 "$out")"
-        [ "$attempt" -lt "$MAX_ATTEMPTS" ] || die "pgbench failed $MAX_ATTEMPTS times for target $t scenario $s; see $out"
+if [ "$RUN_PGBENCH" -eq 1 ]; then
+  TOTAL_RUNS=$((ROUNDS * ${#SCENARIOS[@]} * ${#TARGETS[@]}))
+  run_no=0
+  log "measuring: $ROUNDS round(s) x ${#SCENARIOS[@]} scenarios x ${#TARGETS[@]} targets, -T $DURATION each (~$((TOTAL_RUNS * (DURATION + 2))) s)"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for s in "${SCENARIOS[@]}"; do
+      # Rotate the target order each round (and per scenario) so no target always runs first.
+      off=$(( (r - 1 + ${#s}) % ${#TARGETS[@]} ))
+      order=("${TARGETS[@]:off}" "${TARGETS[@]:0:off}")
+      for t in "${order[@]}"; do
+        run_no=$((run_no + 1))
+        attempt=0
+        while :; do
+          attempt=$((attempt + 1))
+          out="$STACK_DIR/run-r$r-$s-$t-a$attempt.log"
+          load="$(cut -d' ' -f1 /proc/loadavg)"
+          g0=$(cpu_ticks "$GW_PID"); a0=$(cpu_ticks "$AGENT_PID"); b0=$(cpu_ticks "$BOUNCER_PID")
+          rc=0
+          if [ "$s" = connectpy ]; then
+            # shellcheck disable=SC2046
+            env $(target_env "$t" "$s") $PY "$REPO_ROOT/bench/connect_rate.py" 4 "$DURATION" "$SCALE" >"$out" 2>&1 || rc=$?
+          else
+            # shellcheck disable=SC2046
+            env $(target_env "$t" "$s") "$PGBENCH" $(scenario_args "$s") >"$out" 2>&1 || rc=$?
+          fi
+          g1=$(cpu_ticks "$GW_PID"); a1=$(cpu_ticks "$AGENT_PID"); b1=$(cpu_ticks "$BOUNCER_PID")
+          if [ "$s" = connectpy ]; then
+            [ "$rc" -eq 0 ] || { cat "$out" >&2; die "connect_rate.py made no connection to $t; see $out"; }
+            # ok failed conn/s connect_ms cycle_ms first_error -> tps lat conn failed note
+            line="$(awk -F'\t' '{printf "%s\t%s\t%s\t%s\t%s", $3, $5, $4, $2, ($2 > 0 ? "connect failures; first: " $6 : "-")}' "$out")"
+            break
+          fi
+          if [ "$rc" -eq 0 ]; then
+            line="$(parse_pgbench "$out" 0)" || die "could not parse pgbench output $out"
+            break
+          fi
+          if [ "$s" = connect ]; then
+            # pgbench -C aborts a client on its first failed connect; keep the partial figures,
+            # flagged, and leave the rate to connectpy, which counts failures instead.
+            line="$(parse_pgbench "$out" "$rc")" || line="$(printf -- '-\t-\t-\t-\tABORTED before any transaction (exit %s)' "$rc")"
+            break
+          fi
+          log "round $r $s $t attempt $attempt failed (exit $rc): $(grep -m1 -E 'error|Segmentation' "$out" || tail -1 "$out")"
+          [ "$attempt" -lt "$MAX_ATTEMPTS" ] || die "pgbench failed $MAX_ATTEMPTS times for target $t scenario $s; see $out"
+        done
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$s" "$t" "$line" "$attempt" \
+          "$(awk -v d=$((g1 - g0)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", d/h}')" \
+          "$(awk -v d=$((a1 - a0)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", d/h}')" \
+          "$(awk -v d=$((b1 - b0)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", d/h}')" "$load" >>"$RAW"
+        log "[$run_no/$TOTAL_RUNS] round $r $s $t: $(echo "$line" | awk -F'\t' '{printf "tps=%s lat=%sms %s", $1, $2, ($5 == "-" ? "" : $5)}')"
       done
-      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$s" "$t" "$line" "$attempt" \
-        "$(awk -v d=$((g1 - g0)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", d/h}')" \
-        "$(awk -v d=$((a1 - a0)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", d/h}')" \
-        "$(awk -v d=$((b1 - b0)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", d/h}')" "$load" >>"$RAW"
-      log "[$run_no/$TOTAL_RUNS] round $r $s $t: $(echo "$line" | awk -F'\t' '{printf "tps=%s lat=%sms %s", $1, $2, ($5 == "-" ? "" : $5)}')"
+    done
+    # The floor of the gateway<->agent hop, measured in the same round as the relay.
+    if [ -x "$BUILD_DIR/bench/grpc_floor" ]; then
+      for n in 1 8; do
+        f="$("$BUILD_DIR/bench/grpc_floor" --sessions "$n" --seconds "$DURATION")" || die "grpc_floor --sessions $n failed"
+        printf '{"round": %s, %s\n' "$r" "${f#\{}" >>"$FLOOR"
+        log "round $r grpc_floor $n session(s): $f"
+      done
+    fi
+  done
+fi
+
+# rss_watch TARGET: bulk_reader/sessions.py --watch arguments for the proxy processes of TARGET.
+rss_watch() {
+  case "$1" in
+    pgward) echo "--watch gateway=$GW_PID --watch agent=$AGENT_PID" ;;
+    pgbouncer) echo "--watch pgbouncer=$BOUNCER_PID" ;;
+  esac
+}
+cpu_s() {  # cpu_s TICKS_BEFORE TICKS_AFTER
+  awk -v d=$(($2 - $1)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", d/h}'
+}
+
+# ---- bulk transfers (issue 6, target 4) -----------------------------------------------------
+# Per round and per mode (COPY TO STDOUT, SELECT in single-row mode) every target streams
+# BULK_MB of generated rows to bench/bulk_reader as fast as it reads; then the slow variant
+# streams SLOW_MB through pgward to a reader held at SLOW_RATE MB/s, so that the gateway and
+# the agent must hold back (backpressure) instead of buffering. bulk_reader samples VmRSS of
+# the proxy processes every 50 ms during each transfer (VmHWM would be the lifetime peak).
+BULK="$STACK_DIR/bulk.jsonl"
+: >"$BULK"
+# bulk_run ROUND TARGET VARIANT MODE ROWS [RATE]: one transfer, appended to $BULK as JSON.
+bulk_run() {
+  local r="$1" t="$2" variant="$3" mode="$4" rows="$5" rate="${6:-}" out f g0 a0 b0 g1 a1 b1 load
+  out="$STACK_DIR/bulk-r$r-$variant-$mode-$t.log"
+  load="$(cut -d' ' -f1 /proc/loadavg)"
+  g0=$(cpu_ticks "$GW_PID"); a0=$(cpu_ticks "$AGENT_PID"); b0=$(cpu_ticks "$BOUNCER_PID")
+  # shellcheck disable=SC2046
+  env $(target_env "$t") "$BULK_READER" --mode "$mode" --rows "$rows" --row-bytes "$BULK_ROW_BYTES" \
+    ${rate:+--rate-mb-s "$rate"} $(rss_watch "$t") >"$out" 2>&1 ||
+    die "bulk_reader $mode through $t failed: $(tail -3 "$out")"
+  g1=$(cpu_ticks "$GW_PID"); a1=$(cpu_ticks "$AGENT_PID"); b1=$(cpu_ticks "$BOUNCER_PID")
+  f="$(tail -1 "$out")"
+  printf '{"round": %s, "target": "%s", "variant": "%s", "gw_cpu_s": %s, "agent_cpu_s": %s, "bouncer_cpu_s": %s, "loadavg": %s, %s\n' \
+    "$r" "$t" "$variant" "$(cpu_s "$g0" "$g1")" "$(cpu_s "$a0" "$a1")" "$(cpu_s "$b0" "$b1")" "$load" "${f#\{}" >>"$BULK"
+  log "round $r bulk $variant $mode $t: $f"
+}
+if [ "$RUN_BULK" -eq 1 ]; then
+  log "bulk: $ROUNDS round(s) x (COPY, SELECT) x ${#TARGETS[@]} targets, $BULK_MB MB each ($BULK_ROWS rows of $BULK_ROW_BYTES B); slow reader through pgward: $SLOW_MB MB at $SLOW_RATE MB/s"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    for mode in copy select; do
+      off=$(( (r - 1 + ${#mode}) % ${#TARGETS[@]} ))
+      order=("${TARGETS[@]:off}" "${TARGETS[@]:0:off}")
+      for t in "${order[@]}"; do bulk_run "$r" "$t" full "$mode" "$BULK_ROWS"; done
+      bulk_run "$r" pgward slow "$mode" "$SLOW_ROWS" "$SLOW_RATE"
     done
   done
-  # The floor of the gateway<->agent hop, measured in the same round as the relay.
-  if [ -x "$BUILD_DIR/bench/grpc_floor" ]; then
-    for n in 1 8; do
-      f="$("$BUILD_DIR/bench/grpc_floor" --sessions "$n" --seconds "$DURATION")" || die "grpc_floor --sessions $n failed"
-      printf '{"round": %s, %s\n' "$r" "${f#\{}" >>"$FLOOR"
-      log "round $r grpc_floor $n session(s): $f"
+fi
+
+# ---- concurrent sessions (issue 6, target 6) ------------------------------------------------
+# Per round each proxy gets SESSIONS sessions from bench/sessions.py (16 connects in flight,
+# one pgbench -S statement each, all held open together); the proxies' VmRSS is read before,
+# with all open (after 1 s) and after they are closed, and sampled every 50 ms for the peak.
+# Direct PostgreSQL is left out: it has no proxy whose memory to read, and its connect rate
+# from this client is bound by the client's own SCRAM key derivation (libpq does it inside
+# PQconnectPoll, on the client's one event-loop thread), as is PgBouncer's.
+SESSION_TARGETS=(pgbouncer pgward)
+SESS="$STACK_DIR/sessions.jsonl"
+: >"$SESS"
+if [ "$RUN_SESSIONS" -eq 1 ]; then
+  log "sessions: $ROUNDS round(s) x ${#SESSION_TARGETS[@]} targets, $SESSIONS concurrent sessions each"
+  for ((r = 1; r <= ROUNDS; r++)); do
+    off=$(( (r - 1) % ${#SESSION_TARGETS[@]} ))
+    order=("${SESSION_TARGETS[@]:off}" "${SESSION_TARGETS[@]:0:off}")
+    for t in "${order[@]}"; do
+      out="$STACK_DIR/sessions-r$r-$t.log"
+      load="$(cut -d' ' -f1 /proc/loadavg)"
+      # sessions.py exits 1 when some sessions could not be opened; the JSON line says how many.
+      # shellcheck disable=SC2046
+      env $(target_env "$t") $PY "$REPO_ROOT/bench/sessions.py" --sessions "$SESSIONS" --scale "$SCALE" \
+        $(rss_watch "$t") >"$out" 2>&1 || true
+      f="$(tail -1 "$out")"
+      [[ "$f" == \{* ]] || die "sessions.py through $t failed: $(tail -3 "$out")"
+      printf '{"round": %s, "target": "%s", "loadavg": %s, %s\n' "$r" "$t" "$load" "${f#\{}" >>"$SESS"
+      log "round $r sessions $t: $f"
     done
-  fi
-done
+  done
+fi
 # Make sure the pgward leg actually went through pgward (audit on): it must have audit rows.
 AUDIT_ROWS="$(pgwardctl audit list --json --principal "$CLIENT_ID" --limit 3 2>/dev/null | $PY -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo "?")"
 
@@ -324,7 +456,9 @@ export BENCH_COMMAND="$COMMAND" BENCH_GIT="$GIT_REV" BENCH_BUILD_TYPE="${BUILD_T
   BENCH_CPU="$CPU_MODEL" BENCH_NPROC="$(nproc)" BENCH_KERNEL="$(uname -sr)" \
   BENCH_DATE="$(date -u '+%Y-%m-%d %H:%M:%S UTC')" BENCH_PG="$PG_VERSION" BENCH_PGB="$PGB_VERSION" \
   BENCH_SCALE="$SCALE" BENCH_ROUNDS="$ROUNDS" BENCH_DURATION="$DURATION" BENCH_QUICK="$QUICK" BENCH_AUDIT="$AUDIT_ROWS" \
-  BENCH_FLOOR="$FLOOR"
+  BENCH_FLOOR="$FLOOR" BENCH_BULK="$BULK" BENCH_SESSIONS_FILE="$SESS" BENCH_BULK_MB="$BULK_MB" \
+  BENCH_BULK_ROW_BYTES="$BULK_ROW_BYTES" BENCH_SLOW_MB="$SLOW_MB" BENCH_SLOW_RATE="$SLOW_RATE" \
+  BENCH_SESSIONS="$SESSIONS" BENCH_PG_MAX_CONNECTIONS="$PG_MAX_CONNECTIONS"
 $PY "$REPO_ROOT/bench/report.py" "$RAW" >"$REPORT" || die "report generation failed (raw data: $RAW)"
 cat "$REPORT"
 if [ "$WRITE_RESULTS" -eq 1 ]; then
