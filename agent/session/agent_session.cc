@@ -23,7 +23,9 @@ namespace pgward::agent {
 namespace {
 
 using namespace asio::experimental::awaitable_operators;
-constexpr size_t kUpstreamReadChunk = 32 * 1024;
+constexpr size_t kUpstreamReadChunk = 64 * 1024;
+// What may wait for the gateway while a frame is being written: one frame's worth.
+constexpr size_t kMaxUnsentToGateway = 256 * 1024;
 
 int64_t NowMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -55,7 +57,7 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
     if (s_.tracker_.AgentQueryAtHead()) {
       if (std::optional<absl::Status> mine = OnIdentityCheckMessage(msg)) return *mine;
     }
-    std::string& out = *s_.stream_->outgoing().mutable_data();
+    std::string& out = s_.to_gateway_;
     inspect::StatementTracker& tracker = s_.tracker_;
     absl::Status status;
     switch (msg.type) {
@@ -134,7 +136,7 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
       check_row_.clear();
       return absl::OkStatus();
     }
-    s_.stream_->outgoing().mutable_data()->append(header_raw);
+    s_.to_gateway_.append(header_raw);
     return absl::OkStatus();
   }
   absl::Status OnStreamedBody(std::string_view chunk, bool last) override {
@@ -149,7 +151,7 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
       }
       return s_.identity_check_.OnDataRow(check_row_);
     }
-    std::string& out = *s_.stream_->outgoing().mutable_data();
+    std::string& out = s_.to_gateway_;
     out.append(chunk);
     if (last) s_.boundary_in_frame_ = out.size();
     return absl::OkStatus();
@@ -199,7 +201,10 @@ AgentSession::AgentSession(asio::any_io_executor strand, pgward::v1::SessionGran
       backend_reader_(pgwire::Direction::kBackend, deps_.max_message_bytes),
       identity_check_({grant_.principal(), grant_.session_id(), "pgward:" + grant_.principal()}),
       check_identity_(AllowsClass(grant_.policy(), inspect::StatementClass::kProcedure)),
-      check_after_copy_(AllowsClass(grant_.policy(), inspect::StatementClass::kCopyIn)) {}
+      check_after_copy_(AllowsClass(grant_.policy(), inspect::StatementClass::kCopyIn)) {
+  gateway_data_ = std::make_unique<net::AsyncSignal>(strand_);
+  gateway_space_ = std::make_unique<net::AsyncSignal>(strand_);
+}
 
 AgentSession::~AgentSession() = default;
 
@@ -373,19 +378,27 @@ asio::awaitable<void> AgentSession::GatewayToUpstream() {
   EndUpstreamNow();
 }
 
+// Upstream -> gateway. The reader appends checked bytes to `to_gateway_` while the previous
+// frame's gRPC write is in flight; the writer sends whatever has accumulated as one frame. So
+// a lone reply goes out at once, and a stream of rows (or several pipelined replies) goes out
+// in few, large frames instead of one per socket read (Postgres flushes every 8 KiB).
 asio::awaitable<void> AgentSession::UpstreamToGateway() {
+  co_await (ReadUpstream() && WriteToGateway());
+}
+
+asio::awaitable<void> AgentSession::ReadUpstream() {
   BackendHandler handler(*this);
   std::unique_ptr<char[]> buffer(new char[kUpstreamReadChunk]);
-  bool unsent = false;  // the loop ended with bytes in the frame that were never written
   for (;;) {
+    // Backpressure: at most kMaxUnsentToGateway bytes wait for the gRPC write in flight; past
+    // that the upstream socket is not read, so Postgres blocks on its send (bounded memory).
+    while (to_gateway_.size() >= kMaxUnsentToGateway && !writer_done_) co_await gateway_space_->Wait();
+    if (writer_done_) break;
     auto [ec, n] = co_await upstream_.stream->TryReadSome(asio::buffer(buffer.get(), kUpstreamReadChunk));
     if (ec) {
       if (end_reason_.empty()) end_reason_ = "upstream_closed";
       break;
     }
-    auto& frame = stream_->outgoing();
-    frame.mutable_data()->clear();
-    boundary_in_frame_ = on_boundary_ ? std::optional<size_t>(0) : std::nullopt;
     absl::Status status = backend_reader_.Feed(std::string_view(buffer.get(), n), handler);
     EmitRecords();
     if (!status.ok()) {
@@ -396,30 +409,63 @@ asio::awaitable<void> AgentSession::UpstreamToGateway() {
                      "pgward: the database sent a message pgward cannot relay; the session was closed",
                      "upstream_protocol_error");
       }
-      unsent = true;
+      unsent_failed_ = true;
       break;
     }
-    if (!frame.data().empty()) {
-      on_boundary_ = boundary_in_frame_ == frame.data().size();
-      frame.set_message_boundary(on_boundary_);
-      if (!co_await stream_->Write()) {
-        if (end_reason_.empty()) end_reason_ = "client_disconnect";
-        break;
-      }
-    }
+    if (!to_gateway_.empty()) gateway_data_->Post(true);
     if (!pending_fatal_.empty()) break;  // EndWithFatal: what came before it is delivered
   }
+  reader_done_ = true;
+  gateway_data_->Post(true);
+}
+
+asio::awaitable<void> AgentSession::WriteToGateway() {
+  for (;;) {
+    while (to_gateway_.empty() && !reader_done_) co_await gateway_data_->Wait();
+    // The reader's last bytes travel in the final frame below, with the end reason.
+    if (reader_done_) break;
+    auto& frame = stream_->outgoing();
+    frame.mutable_data()->swap(to_gateway_);
+    to_gateway_.clear();
+    on_boundary_ = boundary_in_frame_ == frame.data().size();
+    frame.set_message_boundary(on_boundary_);
+    boundary_in_frame_ = on_boundary_ ? std::optional<size_t>(0) : std::nullopt;
+    gateway_space_->Post(true);
+    if (!co_await stream_->Write()) {
+      if (end_reason_.empty()) end_reason_ = "client_disconnect";
+      writer_done_ = true;
+      gateway_space_->Post(true);
+      CloseUpstream();  // ends the reader's wait for the server
+      // Wait for the reader to stop touching `to_gateway_` before the final frame is built.
+      while (!reader_done_) co_await gateway_data_->Wait();
+      break;
+    }
+  }
   CloseUpstream();
-  auto& last = stream_->outgoing();
-  std::string data;
-  bool boundary = on_boundary_;
-  if (unsent) {
+  std::string data = std::move(to_gateway_);
+  to_gateway_.clear();
+  bool boundary = data.empty() ? on_boundary_ : boundary_in_frame_ == data.size();
+  if (unsent_failed_) {
     // The messages before the one that failed were checked: send them, up to the last whole one.
-    data = std::move(*last.mutable_data());
     boundary = boundary_in_frame_.has_value();
     if (boundary) data.resize(*boundary_in_frame_);
   }
-  if (!pending_fatal_.empty() && boundary) data.append(pending_fatal_);
+  if (writer_done_) data.clear();  // the gateway is gone: nothing more reaches it
+  if (!pending_fatal_.empty() && boundary) {
+    // The results before the FATAL go in a frame of their own, as they would have had the
+    // FATAL come a moment later: a client that reads the result and the FATAL together and
+    // then finds the connection closed may report only the close (psycopg does), not why.
+    if (!data.empty()) {
+      auto& results = stream_->outgoing();
+      results.Clear();
+      results.set_data(std::move(data));
+      results.set_message_boundary(true);
+      data.clear();
+      if (!co_await stream_->Write() && end_reason_.empty()) end_reason_ = "client_disconnect";
+    }
+    data.append(pending_fatal_);
+  }
+  auto& last = stream_->outgoing();
   last.Clear();
   last.set_data(std::move(data));
   last.set_message_boundary(boundary);

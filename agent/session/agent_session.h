@@ -86,6 +86,8 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   asio::awaitable<void> Fail(std::string sqlstate, std::string message);
   asio::awaitable<void> GatewayToUpstream();
   asio::awaitable<void> UpstreamToGateway();
+  asio::awaitable<void> ReadUpstream();
+  asio::awaitable<void> WriteToGateway();
   void EmitRecords();
   void EmitEnded(const std::string& reason);
   // The fields every statement event of this session shares.
@@ -135,11 +137,19 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::optional<ParameterWatch> parameter_watch_;  // from the login's ParameterStatus values
   std::string pending_fatal_;  // EndWithFatal's ErrorResponse, sent as the relay's last bytes
   // Where the bytes sent to the gateway end on a Postgres message boundary: at the end of the
-  // last frame written (on_boundary_), and the offset of the last boundary in the frame being
-  // built (nullopt: none yet, and the previous frame ended mid-message). The reader cannot
+  // last frame written (on_boundary_), and the offset of the last boundary in `to_gateway_`
+  // (nullopt: none yet, and the previous frame ended mid-message). The reader cannot
   // say once it has failed, and a FATAL may only follow a whole message.
   bool on_boundary_ = true;
-  std::optional<size_t> boundary_in_frame_;
+  std::optional<size_t> boundary_in_frame_ = size_t{0};
+  // Upstream -> gateway: checked bytes not yet handed to gRPC (the frame being built), and the
+  // hand-over between ReadUpstream and WriteToGateway (both on the session's executor).
+  std::string to_gateway_;
+  std::unique_ptr<net::AsyncSignal> gateway_data_;   // the reader added bytes, or finished
+  std::unique_ptr<net::AsyncSignal> gateway_space_;  // the writer took the bytes, or failed
+  bool reader_done_ = false;
+  bool writer_done_ = false;
+  bool unsent_failed_ = false;  // the reader stopped on bytes it could not check
   bool cancel_in_flight_ = false;  // one upstream CancelRequest at a time; extras coalesce
 };
 
