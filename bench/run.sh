@@ -62,7 +62,7 @@ if [ ! -x "$BUILD_DIR/gateway/pgward-gateway" ] || [ ! -x "$BUILD_DIR/agent/pgwa
    [ ! -x "$BUILD_DIR/tools/pgwardctl/pgwardctl" ]; then
   log "pgward binaries missing in $BUILD_DIR: building (RelWithDebInfo, -j2)"
   cmake -S "$REPO_ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  ninja -C "$BUILD_DIR" -j2 pgward-gateway pgward-agent pgwardctl grpc_floor
+  ninja -C "$BUILD_DIR" -j2 pgward-gateway pgward-agent pgwardctl grpc_floor audit_rate
 fi
 BUILD_TYPE="$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null || true)"
 [ "$BUILD_TYPE" = "RelWithDebInfo" ] || [ "$BUILD_TYPE" = "Release" ] ||
@@ -249,6 +249,8 @@ PY
 RAW="$STACK_DIR/raw.tsv"
 FLOOR="$STACK_DIR/floor.jsonl"
 : >"$FLOOR"
+AUDIT_RATE="$STACK_DIR/audit_rate.jsonl"
+: >"$AUDIT_RATE"
 printf 'round\tscenario\ttarget\ttps\tlat_ms\tconn_ms\tfailed\tnote\tattempts\tgw_cpu_s\tagent_cpu_s\tbouncer_cpu_s\tloadavg\n' >"$RAW"
 TOTAL_RUNS=$((ROUNDS * ${#SCENARIOS[@]} * ${#TARGETS[@]}))
 run_no=0
@@ -309,6 +311,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
       log "round $r grpc_floor $n session(s): $f"
     done
   fi
+  # The audit store path (issue 6 target 7): 30,000 events/s through the real AuditWriter and
+  # Store into a SQLite file, from 4 producer threads playing agents' control streams.
+  if [ -x "$BUILD_DIR/bench/audit_rate" ]; then
+    a="$("$BUILD_DIR/bench/audit_rate" --rate 30000 --seconds "$(( DURATION < 5 ? DURATION : 5 ))" --producers 4 --batch 16)" ||
+      die "audit_rate lost events or failed: $a"
+    printf '{"round": %s, %s\n' "$r" "${a#\{}" >>"$AUDIT_RATE"
+    log "round $r audit_rate: $a"
+  fi
 done
 # Make sure the pgward leg actually went through pgward (audit on): it must have audit rows.
 AUDIT_ROWS="$(pgwardctl audit list --json --principal "$CLIENT_ID" --limit 3 2>/dev/null | $PY -c 'import json,sys; print(len(json.load(sys.stdin)))' 2>/dev/null || echo "?")"
@@ -324,7 +334,7 @@ export BENCH_COMMAND="$COMMAND" BENCH_GIT="$GIT_REV" BENCH_BUILD_TYPE="${BUILD_T
   BENCH_CPU="$CPU_MODEL" BENCH_NPROC="$(nproc)" BENCH_KERNEL="$(uname -sr)" \
   BENCH_DATE="$(date -u '+%Y-%m-%d %H:%M:%S UTC')" BENCH_PG="$PG_VERSION" BENCH_PGB="$PGB_VERSION" \
   BENCH_SCALE="$SCALE" BENCH_ROUNDS="$ROUNDS" BENCH_DURATION="$DURATION" BENCH_QUICK="$QUICK" BENCH_AUDIT="$AUDIT_ROWS" \
-  BENCH_FLOOR="$FLOOR"
+  BENCH_FLOOR="$FLOOR" BENCH_AUDIT_RATE="$AUDIT_RATE"
 $PY "$REPO_ROOT/bench/report.py" "$RAW" >"$REPORT" || die "report generation failed (raw data: $RAW)"
 cat "$REPORT"
 if [ "$WRITE_RESULTS" -eq 1 ]; then

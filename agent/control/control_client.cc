@@ -122,14 +122,31 @@ asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
   uint64_t last_sent = events_.LastAcked();
   asio::steady_timer heartbeat(strand_);
   heartbeat.expires_after(heartbeat_);
+  asio::steady_timer batch_timer(strand_);
+  EventBatchWindow window(options_.event_batching);
+  // 512 events of at most ~22 KiB each (event_bounds.h) stay under the gateway's 16 MiB
+  // message limit.
   constexpr size_t kMaxBatch = 512;
   while (!broken_) {
-    auto batch = events_.Unsent(last_sent, kMaxBatch);
-    if (!batch.empty()) {
+    const size_t unsent = events_.UnsentCount(last_sent);
+    if (unsent > 0) {
+      std::optional<EventBatchWindow::Clock::time_point> hold =
+          window.HoldUntil(unsent, EventBatchWindow::Clock::now());
+      if (hold) {
+        // Wait for more events to share this batch; only a full batch wakes the writer early.
+        wake_at_queued_.store(events_.Size() + (options_.event_batching.max_events - unsent),
+                              std::memory_order_relaxed);
+        batch_timer.expires_at(*hold);
+        co_await (wake_.Wait() || batch_timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
+        wake_at_queued_.store(0, std::memory_order_relaxed);
+        continue;
+      }
+      auto batch = events_.Unsent(last_sent, kMaxBatch);
       auto* events = stream.outgoing().mutable_events();
       events->Clear();
       for (auto& event : batch) *events->add_events() = std::move(event);
       last_sent = events->events(events->events_size() - 1).seq();
+      window.Sent();
       if (!co_await stream.Write()) break;
       continue;
     }
@@ -148,6 +165,7 @@ asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
     co_await (wake_.Wait() ||
               heartbeat.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
   }
+  wake_at_queued_.store(0, std::memory_order_relaxed);
   current_signals_->Cancel();  // the reader may still wait on a healthy-looking stream
 }
 
