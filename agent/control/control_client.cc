@@ -128,6 +128,18 @@ asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
   // message limit.
   constexpr size_t kMaxBatch = 512;
   while (!broken_) {
+    // First, so that a steady trickle of held batches never starves the heartbeat (the
+    // gateway refreshes the agent's last-seen time and re-checks its token on it).
+    if (heartbeat.expiry() <= std::chrono::steady_clock::now()) {
+      auto* beat = stream.outgoing().mutable_heartbeat();
+      beat->set_sent_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch())
+                                 .count());
+      beat->set_active_sessions(static_cast<uint32_t>(sessions_.Count()));
+      if (!co_await stream.Write()) break;
+      heartbeat.expires_after(heartbeat_);
+      continue;
+    }
     const size_t unsent = events_.UnsentCount(last_sent);
     if (unsent > 0) {
       std::optional<EventBatchWindow::Clock::time_point> hold =
@@ -148,16 +160,6 @@ asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
       last_sent = events->events(events->events_size() - 1).seq();
       window.Sent();
       if (!co_await stream.Write()) break;
-      continue;
-    }
-    if (heartbeat.expiry() <= std::chrono::steady_clock::now()) {
-      auto* beat = stream.outgoing().mutable_heartbeat();
-      beat->set_sent_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                 std::chrono::system_clock::now().time_since_epoch())
-                                 .count());
-      beat->set_active_sessions(static_cast<uint32_t>(sessions_.Count()));
-      if (!co_await stream.Write()) break;
-      heartbeat.expires_after(heartbeat_);
       continue;
     }
     // A Welcome may have shortened the interval since the timer was set.

@@ -180,6 +180,15 @@ absl::StatusOr<std::vector<Store::InsertedEvents>> Store::InsertAuditBatches(
   return results;
 }
 
+namespace {
+// Built once: Prepare looks statements up by their SQL text, once per audited statement.
+const std::string kInsertStatementEvent =
+    "INSERT INTO statement_events(agent, boot_id, seq, session_id, time_unix_us, protocol,"
+    " statement, fingerprint, command_tag, rows, sqlstate, error, duration_us, decision, rule,"
+    " reviewer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (agent, boot_id, seq) DO NOTHING";
+}  // namespace
+
 absl::Status Store::InsertStatementEventsLocked(
     const std::string& agent, const std::string& boot_id,
     const std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>>& events, InsertedEvents& result) {
@@ -204,20 +213,17 @@ absl::Status Store::InsertStatementEventsLocked(
       result.refused.emplace_back(seq, e.session_id());
       continue;
     }
-    absl::StatusOr<Statement> q = db_->Prepare(
-        "INSERT INTO statement_events(agent, boot_id, seq, session_id, time_unix_us, protocol,"
-        " statement, fingerprint, command_tag, rows, sqlstate, error, duration_us, decision, rule,"
-        " reviewer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT (agent, boot_id, seq) DO NOTHING");
+    absl::StatusOr<Statement> q = db_->Prepare(kInsertStatementEvent);
     if (!q.ok()) return q.status();
     // seq is a uint64 on the wire; SQLite integers are signed 64-bit. Sequence numbers
     // start at 1 per agent boot and never approach 2^63, and the cast round-trips anyway.
-    q->BindText(1, agent).BindText(2, boot_id).BindInt(3, static_cast<int64_t>(seq));
-    q->BindText(4, e.session_id()).BindInt(5, e.time_unix_us()).BindText(6, e.protocol());
-    q->BindText(7, e.statement()).BindText(8, e.fingerprint()).BindText(9, e.command_tag());
-    q->BindInt(10, e.rows()).BindText(11, e.sqlstate()).BindText(12, e.error());
-    q->BindInt(13, e.duration_us()).BindText(14, e.decision()).BindText(15, e.rule());
-    q->BindText(16, e.reviewer());
+    // Unowned: `agent`, `boot_id` and `e` outlive `q`, and this runs once per audited statement.
+    q->BindTextUnowned(1, agent).BindTextUnowned(2, boot_id).BindInt(3, static_cast<int64_t>(seq));
+    q->BindTextUnowned(4, e.session_id()).BindInt(5, e.time_unix_us()).BindTextUnowned(6, e.protocol());
+    q->BindTextUnowned(7, e.statement()).BindTextUnowned(8, e.fingerprint()).BindTextUnowned(9, e.command_tag());
+    q->BindInt(10, e.rows()).BindTextUnowned(11, e.sqlstate()).BindTextUnowned(12, e.error());
+    q->BindInt(13, e.duration_us()).BindTextUnowned(14, e.decision()).BindTextUnowned(15, e.rule());
+    q->BindTextUnowned(16, e.reviewer());
     if (absl::Status s = q->Run(); !s.ok()) return s;
     if (db_->Changes() == 0) {  // a replay of an event already stored
       ++result.replayed;
