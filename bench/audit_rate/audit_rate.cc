@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "common/util/log.h"
 #include "gateway/broker/audit_writer.h"
 #include "gateway/store/store.h"
 
@@ -214,6 +215,7 @@ int64_t CountRows(const std::string& db_path, const char* sql) {
 int main(int argc, char** argv) {
   const Options options = ParseOptions(argc, argv);
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);  // as the gateway does
+  pgward::SetLogLevel(pgward::LogLevel::kWarn);  // the store's migration lines are noise here
 
   char dir_template[] = "/tmp/audit_rate.XXXXXX";
   const char* dir = mkdtemp(dir_template);
