@@ -3,6 +3,7 @@
 
 #include <chrono>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/util/log.h"
 
@@ -110,17 +111,17 @@ void AuditWriter::WriteAll(std::vector<Batch>& work, const std::vector<bool>& sk
   if (all.size() == 1) return;
   // One batch the store refuses (a poisoned row, say) must not hold back other agents' events;
   // if the store itself is failing, every batch fails again and none is acked.
-  absl::flat_hash_map<std::string, bool> failed_boots;
+  absl::flat_hash_set<std::string> failed_boots;
   for (size_t k = 0; k < all.size(); ++k) {
     Batch& batch = work[index[k]];
-    // The agent resends in order after a failure: a later batch of the same boot must not be
-    // stored (and acked) past the gap.
+    // Acks are cumulative (the agent drops every event up to the acked seq): acking a later
+    // batch of this boot would acknowledge the failed one too. The agent resends both.
     if (failed_boots.contains(batch.boot_key)) continue;
     absl::StatusOr<std::vector<store::Store::InsertedEvents>> alone = store_.InsertAuditBatches({all[k]}, now_ms);
     if (!alone.ok()) {
       Log(LogLevel::kError, "audit", "storing ", batch.event_count, " events from agent ", batch.events.agent,
           " failed: ", alone.status().message());
-      failed_boots[batch.boot_key] = true;
+      failed_boots.insert(batch.boot_key);
       continue;
     }
     ++transactions_;
