@@ -9,15 +9,16 @@
 namespace pgward::agent {
 
 // Each EventBatch costs the gateway a control-stream read, a store transaction and an ack, and
-// the agent a gRPC write and the ack's read: sent alone, one statement's event costs more than
-// the statement's own relay work. So the writer holds the first unsent event for up to
-// `window`, or until `max_events` are unsent, and sends them together. Statements never wait
-// on this (events are asynchronous to the relay); only the audit row arrives up to `window`
-// later, and the EventQueue's backpressure bound grows by at most `max_events`.
+// the agent a gRPC write and the ack's read: sent alone at one client, an event cost the
+// gateway ~120 us, a fifth of the whole statement (bench/NOTES.md). So the writer holds the
+// first unsent event for up to `window`, or until `max_events` are unsent, and sends them
+// together. Statements never wait on this (events are asynchronous to the relay); the audit
+// row lands up to `window` later, and acks come that much later, so that many more events sit
+// unacknowledged (EventQueue's backpressure bound is unchanged and still applies).
 struct EventBatching {
   // 2 ms: at one client (a statement every ~150-600 us through the relay) several statements
   // share a batch; under load the count bound fills first. It stays far below anything a
-  // person or a test reading the audit would notice, and below the heartbeat by 4 orders.
+  // person or a test reading the audit would notice, and far below the heartbeat (10 s).
   std::chrono::microseconds window{2000};
   // 256: ~4 ms of traffic at 60,000 events/s, and half of what one EventBatch may carry
   // (ControlClient sends at most 512, which fits the gateway's message limit).
