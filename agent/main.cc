@@ -44,6 +44,11 @@ ABSL_FLAG(bool, allow_weak_upstream_auth, false,
           "answer md5 and cleartext password requests over TLS whose certificate is not verified "
           "(never over plaintext; verify-full TLS needs no flag)");
 
+ABSL_FLAG(int, event_batch_window_ms, 2,
+          "how long statement events may wait to share one message to the gateway (0: send each at once; "
+          "statements never wait on this, only their audit rows)");
+ABSL_FLAG(int, event_batch_max, 256, "events that end the batching window early (1-512)");
+
 namespace {
 
 [[noreturn]] void Die(const std::string& message) {
@@ -70,6 +75,12 @@ int main(int argc, char** argv) {
   auto level = pgward::ParseLogLevel(absl::GetFlag(FLAGS_log_level));
   if (!level) Die("--log-level must be debug, info, warn or error");
   pgward::SetLogLevel(*level);
+  if (absl::GetFlag(FLAGS_event_batch_window_ms) < 0 || absl::GetFlag(FLAGS_event_batch_window_ms) > 1000) {
+    Die("--event-batch-window-ms must be between 0 and 1000");
+  }
+  if (absl::GetFlag(FLAGS_event_batch_max) < 1 || absl::GetFlag(FLAGS_event_batch_max) > 512) {
+    Die("--event-batch-max must be between 1 and 512");
+  }
   const std::string name = absl::GetFlag(FLAGS_name);
   if (name.empty()) Die("--name is required");
   if (absl::GetFlag(FLAGS_token_file).empty()) Die("--token-file is required");
@@ -153,6 +164,8 @@ int main(int argc, char** argv) {
   options.agent_name = name;
   options.agent_token = agent_token;
   options.version = PGWARD_VERSION;
+  options.event_batching.window = std::chrono::milliseconds(absl::GetFlag(FLAGS_event_batch_window_ms));
+  options.event_batching.max_events = static_cast<size_t>(absl::GetFlag(FLAGS_event_batch_max));
   pgward::agent::ControlClient client(io, *stub, options, sessions, events);
   control = &client;
   asio::co_spawn(io, client.Run(), asio::detached);

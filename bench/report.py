@@ -317,6 +317,26 @@ def main() -> int:
               f"{fmt(med(f['p99_us'] for f in fs), 1)} | {fmt(med(f['cpu_us_per_round_trip'] for f in fs), 1)} |")
         w("")
 
+    audit_path = env("BENCH_AUDIT_RATE", "")
+    audit_runs = [json.loads(line) for line in open(audit_path)] if audit_path and os.path.exists(audit_path) else []
+    if audit_runs:
+        w("## Audit store (`bench/audit_rate`)")
+        w("")
+        w("In one process: the real AuditWriter and Store on a SQLite file (WAL), fed StatementEvents at a "
+          "target rate by producer threads that each play one agent's control stream (EventBatches of "
+          "`batch` events; a producer stops while Submit pushes back, as the control stream stops reading). "
+          "Stored rows are counted afterwards. Queue depth is AuditWriter::queued_events sampled every ms.")
+        w("")
+        w("| round | target events/s | producers | batch | stored events/s | all stored | queue median | queue max "
+          "| backpressure / submits | writer CPU us/event | events/transaction |")
+        w("|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+        for a in audit_runs:
+            w(f"| {a['round']} | {a['rate']} | {a['producers']} | {a['batch']} | {fmt(a['events_per_s'])} | "
+              f"{'yes' if a['all_stored'] else '**NO (' + str(a['lost']) + ' lost)**'} | {a['queue_median']} | "
+              f"{a['queue_max']} | {a['backpressure']} / {a['submits']} | {fmt(a['writer_cpu_us_per_event'], 2)} | "
+              f"{fmt(a['events_per_transaction'], 1)} |")
+        w("")
+
     w("## Against the targets (ARCHITECTURE.md section 1; issue 6 for bulk and sessions)")
     w("")
 
@@ -329,6 +349,13 @@ def main() -> int:
     if "c1" in medians:
         dl = medians["c1"][2]
         w(f"- pgbench -S, 1 client: mean latency within 60 us of direct -> {fmt(dl, 0)} us over direct: {verdict(dl <= 60)}")
+    if audit_runs:
+        rate = med(a["events_per_s"] for a in audit_runs)
+        target = audit_runs[0]["rate"]
+        lossless = all(a["all_stored"] for a in audit_runs)
+        w(f"- audit store: {target:,} events/s, nothing lost (issue 6 target 7) -> median {fmt(rate)} events/s, "
+          f"{'every event stored' if lossless else 'EVENTS LOST'}, queue max {max(a['queue_max'] for a in audit_runs)}: "
+          f"{verdict(lossless and rate >= 0.98 * target)}")
     conn_ok = "connect" in medians and not math.isnan(medians["connect"][0])
     pgward_connect_aborted = any(r["scenario"] == "connect" and r["target"] == "pgward" and r["note"].startswith("ABORTED")
                                  for r in rows)

@@ -94,7 +94,7 @@ if [ ! -x "$BUILD_DIR/gateway/pgward-gateway" ] || [ ! -x "$BUILD_DIR/agent/pgwa
    [ ! -x "$BUILD_DIR/tools/pgwardctl/pgwardctl" ] || { [ "$RUN_BULK" -eq 1 ] && [ ! -x "$BULK_READER" ]; }; then
   log "pgward binaries missing in $BUILD_DIR: building (RelWithDebInfo, -j2)"
   cmake -S "$REPO_ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  ninja -C "$BUILD_DIR" -j2 pgward-gateway pgward-agent pgwardctl grpc_floor bulk_reader
+  ninja -C "$BUILD_DIR" -j2 pgward-gateway pgward-agent pgwardctl grpc_floor bulk_reader audit_rate
 fi
 if [ "$RUN_SESSIONS" -eq 1 ]; then
   # Every session is a socket in the client, the gateway, the agent and PgBouncer (all started
@@ -302,6 +302,8 @@ PY
 RAW="$STACK_DIR/raw.tsv"
 FLOOR="$STACK_DIR/floor.jsonl"
 : >"$FLOOR"
+AUDIT_RATE="$STACK_DIR/audit_rate.jsonl"
+: >"$AUDIT_RATE"
 printf 'round\tscenario\ttarget\ttps\tlat_ms\tconn_ms\tfailed\tnote\tattempts\tgw_cpu_s\tagent_cpu_s\tbouncer_cpu_s\tloadavg\n' >"$RAW"
 if [ "$RUN_PGBENCH" -eq 1 ]; then
   TOTAL_RUNS=$((ROUNDS * ${#SCENARIOS[@]} * ${#TARGETS[@]}))
@@ -362,6 +364,14 @@ if [ "$RUN_PGBENCH" -eq 1 ]; then
         printf '{"round": %s, %s\n' "$r" "${f#\{}" >>"$FLOOR"
         log "round $r grpc_floor $n session(s): $f"
       done
+    fi
+    # The audit store path (issue 6 target 7): 30,000 events/s through the real AuditWriter and
+    # Store into a SQLite file, from 4 producer threads playing agents' control streams.
+    if [ -x "$BUILD_DIR/bench/audit_rate" ]; then
+      a="$("$BUILD_DIR/bench/audit_rate" --rate 30000 --seconds "$(( DURATION < 5 ? DURATION : 5 ))" --producers 4 --batch 16)" ||
+        die "audit_rate lost events or failed: $a"
+      printf '{"round": %s, %s\n' "$r" "${a#\{}" >>"$AUDIT_RATE"
+      log "round $r audit_rate: $a"
     fi
   done
 fi
@@ -456,7 +466,7 @@ export BENCH_COMMAND="$COMMAND" BENCH_GIT="$GIT_REV" BENCH_BUILD_TYPE="${BUILD_T
   BENCH_CPU="$CPU_MODEL" BENCH_NPROC="$(nproc)" BENCH_KERNEL="$(uname -sr)" \
   BENCH_DATE="$(date -u '+%Y-%m-%d %H:%M:%S UTC')" BENCH_PG="$PG_VERSION" BENCH_PGB="$PGB_VERSION" \
   BENCH_SCALE="$SCALE" BENCH_ROUNDS="$ROUNDS" BENCH_DURATION="$DURATION" BENCH_QUICK="$QUICK" BENCH_AUDIT="$AUDIT_ROWS" \
-  BENCH_FLOOR="$FLOOR" BENCH_BULK="$BULK" BENCH_SESSIONS_FILE="$SESS" BENCH_BULK_MB="$BULK_MB" \
+  BENCH_FLOOR="$FLOOR" BENCH_AUDIT_RATE="$AUDIT_RATE" BENCH_BULK="$BULK" BENCH_SESSIONS_FILE="$SESS" BENCH_BULK_MB="$BULK_MB" \
   BENCH_BULK_ROW_BYTES="$BULK_ROW_BYTES" BENCH_SLOW_MB="$SLOW_MB" BENCH_SLOW_RATE="$SLOW_RATE" \
   BENCH_SESSIONS="$SESSIONS" BENCH_PG_MAX_CONNECTIONS="$PG_MAX_CONNECTIONS"
 $PY "$REPO_ROOT/bench/report.py" "$RAW" >"$REPORT" || die "report generation failed (raw data: $RAW)"

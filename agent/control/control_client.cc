@@ -122,17 +122,14 @@ asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
   uint64_t last_sent = events_.LastAcked();
   asio::steady_timer heartbeat(strand_);
   heartbeat.expires_after(heartbeat_);
+  asio::steady_timer batch_timer(strand_);
+  EventBatchWindow window(options_.event_batching);
+  // 512 events of at most ~22 KiB each (event_bounds.h) stay under the gateway's 16 MiB
+  // message limit.
   constexpr size_t kMaxBatch = 512;
   while (!broken_) {
-    auto batch = events_.Unsent(last_sent, kMaxBatch);
-    if (!batch.empty()) {
-      auto* events = stream.outgoing().mutable_events();
-      events->Clear();
-      for (auto& event : batch) *events->add_events() = std::move(event);
-      last_sent = events->events(events->events_size() - 1).seq();
-      if (!co_await stream.Write()) break;
-      continue;
-    }
+    // First, so that a steady trickle of held batches never starves the heartbeat (the
+    // gateway refreshes the agent's last-seen time and re-checks its token on it).
     if (heartbeat.expiry() <= std::chrono::steady_clock::now()) {
       auto* beat = stream.outgoing().mutable_heartbeat();
       beat->set_sent_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -143,11 +140,34 @@ asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
       heartbeat.expires_after(heartbeat_);
       continue;
     }
+    const size_t unsent = events_.UnsentCount(last_sent);
+    if (unsent > 0) {
+      std::optional<EventBatchWindow::Clock::time_point> hold =
+          window.HoldUntil(unsent, EventBatchWindow::Clock::now());
+      if (hold) {
+        // Wait for more events to share this batch; only a full batch wakes the writer early.
+        wake_at_queued_.store(events_.Size() + (options_.event_batching.max_events - unsent),
+                              std::memory_order_relaxed);
+        batch_timer.expires_at(*hold);
+        co_await (wake_.Wait() || batch_timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
+        wake_at_queued_.store(0, std::memory_order_relaxed);
+        continue;
+      }
+      auto batch = events_.Unsent(last_sent, kMaxBatch);
+      auto* events = stream.outgoing().mutable_events();
+      events->Clear();
+      for (auto& event : batch) *events->add_events() = std::move(event);
+      last_sent = events->events(events->events_size() - 1).seq();
+      window.Sent();
+      if (!co_await stream.Write()) break;
+      continue;
+    }
     // A Welcome may have shortened the interval since the timer was set.
     if (heartbeat.expiry() > std::chrono::steady_clock::now() + heartbeat_) heartbeat.expires_after(heartbeat_);
     co_await (wake_.Wait() ||
               heartbeat.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
   }
+  wake_at_queued_.store(0, std::memory_order_relaxed);
   current_signals_->Cancel();  // the reader may still wait on a healthy-looking stream
 }
 

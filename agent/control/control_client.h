@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "agent/control/event_batch_window.h"
 #include "agent/control/event_queue.h"
 #include "agent/control/session_manager.h"
 #include "agent/control/client_stream.h"
@@ -24,6 +25,8 @@ struct ControlOptions {
   std::chrono::milliseconds initial_backoff{500};
   std::chrono::milliseconds max_backoff{30000};
   std::chrono::milliseconds heartbeat{10000};
+  // How long events may wait to share an EventBatch (EventBatchWindow).
+  EventBatching event_batching;
 };
 
 // Dials out (the database network needs no inbound port), says Hello, then serves grants,
@@ -34,8 +37,14 @@ class ControlClient {
                 SessionManager& sessions, EventQueue& events);
 
   asio::awaitable<void> Run();
-  // Called by EventQueue on every append; cheap and thread-safe.
-  void Wake() { wake_.Post(true); }
+  // Called by EventQueue on every append; cheap and thread-safe. While the writer holds a
+  // batch open it only needs waking for a full batch (its timer ends the window), which saves
+  // a cross-thread wake-up per statement.
+  void Wake() {
+    const size_t wake_at = wake_at_queued_.load(std::memory_order_relaxed);
+    if (wake_at != 0 && events_.Size() < wake_at) return;
+    wake_.Post(true);
+  }
   bool connected() const { return connected_; }
   // Gateway messages this agent did not understand (each ended its stream) since start.
   uint64_t unknown_messages() const { return unknown_messages_.load(); }
@@ -61,6 +70,9 @@ class ControlClient {
   bool broken_ = false;
   std::chrono::milliseconds heartbeat_;  // on the strand; the Welcome's, else options_.heartbeat
   std::atomic<bool> connected_{false};
+  // While the writer holds a batch: the queue size (unacknowledged events) at which Wake()
+  // wakes it early; 0 when every append wakes it.
+  std::atomic<size_t> wake_at_queued_{0};
   std::atomic<uint64_t> unknown_messages_{0};
 };
 

@@ -39,6 +39,15 @@ std::vector<pgward::v1::AgentEvent> EventQueue::Unsent(uint64_t after_seq, size_
   return out;
 }
 
+size_t EventQueue::UnsentCount(uint64_t after_seq) {
+  absl::MutexLock lock(&mu_);
+  if (events_.empty()) return 0;
+  // Sequence numbers in the queue are consecutive.
+  const uint64_t first = events_.front().seq();
+  const size_t start = after_seq >= first ? after_seq - first + 1 : 0;
+  return start < events_.size() ? events_.size() - start : 0;
+}
+
 void EventQueue::Ack(uint64_t seq) {
   absl::MutexLock lock(&mu_);
   while (!events_.empty() && events_.front().seq() <= seq) events_.pop_front();

@@ -31,6 +31,8 @@ class EventQueue {
   void Append(pgward::v1::AgentEvent event);
   // Events with seq > after_seq, at most `max` of them, in order.
   std::vector<pgward::v1::AgentEvent> Unsent(uint64_t after_seq, size_t max);
+  // How many events have seq > after_seq (what Unsent would return without `max`).
+  size_t UnsentCount(uint64_t after_seq);
   void Ack(uint64_t seq);
   uint64_t LastAcked();
   size_t Size();

@@ -3,6 +3,7 @@
 
 #include <chrono>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/util/log.h"
 
@@ -29,10 +30,18 @@ bool AuditWriter::Submit(std::string agent, std::string boot_id, AgentEvents eve
   for (const auto& [seq, e] : events.statements) bytes += e.ByteSizeLong();
   for (const auto& [seq, e] : events.session_ends) bytes += e.ByteSizeLong();
   const size_t count = events.statements.size() + events.session_ends.size();
+  Batch batch;
+  batch.boot_key = absl::StrCat(agent, "/", boot_id);
+  batch.events.agent = std::move(agent);
+  batch.events.boot_id = std::move(boot_id);
+  batch.events.statements = std::move(events.statements);
+  batch.events.session_ends = std::move(events.session_ends);
+  batch.event_count = count;
+  batch.bytes = bytes;
+  batch.done = std::move(done);
   absl::MutexLock lock(&mu_);
-  uint64_t generation = boots_[agent + "/" + boot_id].generation;
-  queue_.push_back(Batch{std::move(agent), std::move(boot_id), generation, std::move(events), count, bytes,
-                         std::move(done)});
+  batch.generation = boots_[batch.boot_key].generation;
+  queue_.push_back(std::move(batch));
   queued_events_ += count;
   queued_bytes_ += bytes;
   if (!OverLimitsLocked() || !resume) return true;
@@ -76,69 +85,95 @@ void AuditWriter::RecordRefused(const std::string& agent,
       ", from all agents: ", refused_total_.load());
 }
 
-bool AuditWriter::Write(Batch& batch) {
-  absl::StatusOr<store::Store::InsertedEvents> inserted =
-      store_.InsertStatementEvents(batch.agent, batch.boot_id, batch.events.statements);
-  if (!inserted.ok()) {
-    // Not acked: the agent keeps the events and sends them again on its next stream.
-    Log(LogLevel::kError, "audit", "storing ", batch.events.statements.size(), " events from agent ", batch.agent,
-        " failed: ", inserted.status().message());
-    return false;
-  }
-  std::vector<std::pair<uint64_t, std::string>> refused = std::move(inserted->refused);
-  // The agent's word on how a session ended goes on its row (Store's precedence rules), but
-  // only for its own sessions. No row means the session never opened (its upstream login
-  // failed): nothing to record.
+void AuditWriter::WriteAll(std::vector<Batch>& work, const std::vector<bool>& skip) {
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                              std::chrono::system_clock::now().time_since_epoch())
                              .count();
-  for (const auto& [seq, ended] : batch.events.session_ends) {
-    absl::Status status = store_.RecordAgentSessionEnd(batch.agent, ended, now_ms);
-    if (absl::IsPermissionDenied(status)) {
-      refused.emplace_back(seq, ended.session_id());
-    } else if (!status.ok() && !absl::IsNotFound(status)) {
-      Log(LogLevel::kError, "audit", "recording the end of session ", ended.session_id(), " from agent ",
-          batch.agent, " failed: ", status.message());
-      return false;
-    }
+  std::vector<const store::Store::AgentBatch*> all;
+  std::vector<size_t> index;  // work index of each entry of `all`
+  for (size_t i = 0; i < work.size(); ++i) {
+    if (skip[i]) continue;
+    all.push_back(&work[i].events);
+    index.push_back(i);
   }
-  RecordRefused(batch.agent, refused);
-  return true;
+  if (all.empty()) return;
+  absl::StatusOr<std::vector<store::Store::InsertedEvents>> inserted = store_.InsertAuditBatches(all, now_ms);
+  if (inserted.ok()) {
+    ++transactions_;
+    for (size_t k = 0; k < all.size(); ++k) {
+      work[index[k]].stored = true;
+      RecordRefused(all[k]->agent, (*inserted)[k].refused);
+    }
+    return;
+  }
+  Log(LogLevel::kError, "audit", "storing ", all.size(), " batch(es) in one transaction failed: ",
+      inserted.status().message(), all.size() > 1 ? "; retrying each batch alone" : "");
+  if (all.size() == 1) return;
+  // One batch the store refuses (a poisoned row, say) must not hold back other agents' events;
+  // if the store itself is failing, every batch fails again and none is acked.
+  absl::flat_hash_set<std::string> failed_boots;
+  for (size_t k = 0; k < all.size(); ++k) {
+    Batch& batch = work[index[k]];
+    // Acks are cumulative (the agent drops every event up to the acked seq): acking a later
+    // batch of this boot would acknowledge the failed one too. The agent resends both.
+    if (failed_boots.contains(batch.boot_key)) continue;
+    absl::StatusOr<std::vector<store::Store::InsertedEvents>> alone = store_.InsertAuditBatches({all[k]}, now_ms);
+    if (!alone.ok()) {
+      Log(LogLevel::kError, "audit", "storing ", batch.event_count, " events from agent ", batch.events.agent,
+          " failed: ", alone.status().message());
+      failed_boots.insert(batch.boot_key);
+      continue;
+    }
+    ++transactions_;
+    batch.stored = true;
+    RecordRefused(batch.events.agent, alone->front().refused);
+  }
 }
 
 void AuditWriter::Loop() {
   for (;;) {
-    std::deque<Batch> work;
+    std::vector<Batch> work;
+    std::vector<bool> skip;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopping_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (queue_.empty() && stopping_) return;
-      work.swap(queue_);
-    }
-    for (Batch& batch : work) {
-      const std::string key = batch.agent + "/" + batch.boot_id;
-      bool skip;
-      {
-        absl::MutexLock lock(&mu_);
-        const BootState& boot = boots_[key];
-        skip = boot.failed || boot.generation != batch.generation;
+      // Everything queued, up to kMaxEventsPerTransaction events (at least one batch).
+      size_t events = 0;
+      while (!queue_.empty() &&
+             (work.empty() || events + queue_.front().event_count <= kMaxEventsPerTransaction)) {
+        events += queue_.front().event_count;
+        work.push_back(std::move(queue_.front()));
+        queue_.pop_front();
       }
-      const bool stored = !skip && Write(batch);
-      std::vector<std::function<void()>> resume;
-      {
-        absl::MutexLock lock(&mu_);
-        if (!stored && !skip) boots_[key].failed = true;
+      for (const Batch& batch : work) {
+        const BootState& boot = boots_[batch.boot_key];
+        skip.push_back(boot.failed || boot.generation != batch.generation);
+      }
+    }
+    WriteAll(work, skip);
+    std::vector<std::function<void()>> resume;
+    {
+      absl::MutexLock lock(&mu_);
+      for (size_t i = 0; i < work.size(); ++i) {
+        const Batch& batch = work[i];
         queued_events_ -= batch.event_count;
         queued_bytes_ -= batch.bytes;
-        // Half the limits: a paused agent gets room for more than one batch when it resumes.
-        if (queued_events_ <= limits_.max_events / 2 && queued_bytes_ <= limits_.max_bytes / 2) {
-          resume.swap(paused_readers_);
-        }
+        if (batch.stored || skip[i]) continue;
+        // Only the stream generation that lost the events is poisoned: if the agent already
+        // reconnected (StartStream), its new stream resends them.
+        BootState& boot = boots_[batch.boot_key];
+        if (boot.generation == batch.generation) boot.failed = true;
       }
-      batch.done(stored);
-      for (auto& reader : resume) reader();
+      // Half the limits: a paused agent gets room for more than one batch when it resumes.
+      if (queued_events_ <= limits_.max_events / 2 && queued_bytes_ <= limits_.max_bytes / 2) {
+        resume.swap(paused_readers_);
+      }
     }
+    // Acks in queue order, after the commit: an ack never covers an event that is not stored.
+    for (Batch& batch : work) batch.done(batch.stored);
+    for (auto& reader : resume) reader();
   }
 }
 

@@ -56,6 +56,13 @@ Statement& Statement::BindText(int index, std::string_view value) {
   return *this;
 }
 
+Statement& Statement::BindTextUnowned(int index, std::string_view value) {
+  // A null pointer would bind NULL (an empty string_view may have one); bind "" instead.
+  const char* data = value.data() != nullptr ? value.data() : "";
+  Check(sqlite3_bind_text64(stmt_, index, data, value.size(), SQLITE_STATIC, SQLITE_UTF8));
+  return *this;
+}
+
 Statement& Statement::BindBlob(int index, std::string_view value) {
   // A zero-length blob from a null pointer would bind NULL; bind an empty blob instead.
   if (value.empty()) {

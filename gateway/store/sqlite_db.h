@@ -33,6 +33,10 @@ class Statement {
 
   // Parameters are 1-based, as in sqlite3_bind_*.
   Statement& BindText(int index, std::string_view value);
+  // Binds without copying: `value` must stay alive and unchanged until this Statement is
+  // destroyed (which resets it). For hot loops binding fields of objects that outlive the
+  // statement, e.g. the audit writer's events (two fewer allocations per string).
+  Statement& BindTextUnowned(int index, std::string_view value);
   Statement& BindBlob(int index, std::string_view value);
   Statement& BindInt(int index, int64_t value);
 

@@ -99,7 +99,7 @@ class Store {
   // Newest first; limit 0 means 100.
   absl::StatusOr<std::vector<pgward::v1::SessionRecord>> ListSessions(
       const pgward::v1::ListSessionsRequest& filter);
-  // What InsertStatementEvents did with each event.
+  // What InsertStatementEvents (or InsertAuditBatches, per batch) did with each event.
   struct InsertedEvents {
     size_t stored = 0;    // new rows
     size_t replayed = 0;  // (agent, boot_id, seq) already stored
@@ -107,6 +107,21 @@ class Store {
     // (unknown, or another agent's): not stored.
     std::vector<std::pair<uint64_t, std::string>> refused;
   };
+  // One EventBatch of one agent boot, split by kind: what the audit writer stores.
+  struct AgentBatch {
+    std::string agent;
+    std::string boot_id;
+    std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> statements;
+    std::vector<std::pair<uint64_t, pgward::v1::SessionEnded>> session_ends;
+  };
+  // Stores several batches, of any agents, in ONE transaction: one commit per audit-writer
+  // wake-up is what keeps the store at tens of thousands of events per second. Per batch: its
+  // statements as InsertStatementEvents stores them, then its session ends as
+  // RecordAgentSessionEnd records them; an end naming another agent's session is added to the
+  // batch's `refused`, one naming no session is skipped (the login failed before the session
+  // opened). One InsertedEvents per batch, in order; on an error nothing at all is stored.
+  absl::StatusOr<std::vector<InsertedEvents>> InsertAuditBatches(const std::vector<const AgentBatch*>& batches,
+                                                                 int64_t now_unix_ms);
   // One transaction, idempotent on (agent, boot_id, seq): replays after a reconnect never
   // duplicate rows. An event is stored only if its session's row names `agent`: an agent
   // speaks for its own sessions only. Bumps each session's statement count by the rows
@@ -126,6 +141,13 @@ class Store {
       : db_(std::move(db)), schema_version_(schema_version) {}
 
   absl::Status AgentExistsLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The bodies of InsertStatementEvents and RecordAgentSessionEnd, inside the caller's
+  // transaction (InsertAuditBatches runs many of them in one).
+  absl::Status InsertStatementEventsLocked(const std::string& agent, const std::string& boot_id,
+                                           const std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>>& events,
+                                           InsertedEvents& result) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status RecordAgentSessionEndLocked(const std::string& agent, const pgward::v1::SessionEnded& ended,
+                                           int64_t now_unix_ms) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ConnectionExistsLocked(const std::string& name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;

@@ -72,6 +72,11 @@ absl::Status Store::EndSession(const std::string& session_id, int64_t ended_unix
 absl::Status Store::RecordAgentSessionEnd(const std::string& agent, const pgward::v1::SessionEnded& ended,
                                           int64_t now_unix_ms) {
   absl::MutexLock lock(&mu_);
+  return RecordAgentSessionEndLocked(agent, ended, now_unix_ms);
+}
+
+absl::Status Store::RecordAgentSessionEndLocked(const std::string& agent, const pgward::v1::SessionEnded& ended,
+                                                int64_t now_unix_ms) {
   absl::StatusOr<Statement> owner = db_->Prepare("SELECT agent FROM sessions WHERE session_id = ?");
   if (!owner.ok()) return owner.status();
   owner->BindText(1, ended.session_id());
@@ -141,53 +146,101 @@ absl::StatusOr<Store::InsertedEvents> Store::InsertStatementEvents(
   InsertedEvents result;
   if (events.empty()) return result;
   absl::MutexLock lock(&mu_);
+  absl::Status status =
+      InTransaction(*db_, [&]() { return InsertStatementEventsLocked(agent, boot_id, events, result); });
+  if (!status.ok()) return status;
+  return result;
+}
+
+absl::StatusOr<std::vector<Store::InsertedEvents>> Store::InsertAuditBatches(
+    const std::vector<const AgentBatch*>& batches, int64_t now_unix_ms) {
+  std::vector<InsertedEvents> results(batches.size());
+  if (batches.empty()) return results;
+  absl::MutexLock lock(&mu_);
   absl::Status status = InTransaction(*db_, [&]() -> absl::Status {
-    // A batch usually carries many events of few sessions: look each session up once.
-    absl::flat_hash_map<std::string, bool> owned;
-    for (const auto& [seq, e] : events) {
-      auto [it, inserted] = owned.try_emplace(e.session_id(), false);
-      if (inserted) {
-        absl::StatusOr<Statement> owner = db_->Prepare("SELECT agent FROM sessions WHERE session_id = ?");
-        if (!owner.ok()) return owner.status();
-        owner->BindText(1, e.session_id());
-        absl::StatusOr<bool> row = owner->Step();
-        if (!row.ok()) return row.status();
-        it->second = *row && owner->Text(0) == agent;
+    for (size_t i = 0; i < batches.size(); ++i) {
+      const AgentBatch& batch = *batches[i];
+      if (absl::Status s = InsertStatementEventsLocked(batch.agent, batch.boot_id, batch.statements, results[i]);
+          !s.ok()) {
+        return s;
       }
-      if (!it->second) {
-        result.refused.emplace_back(seq, e.session_id());
-        continue;
+      for (const auto& [seq, ended] : batch.session_ends) {
+        absl::Status s = RecordAgentSessionEndLocked(batch.agent, ended, now_unix_ms);
+        if (absl::IsPermissionDenied(s)) {
+          results[i].refused.emplace_back(seq, ended.session_id());
+        } else if (!s.ok() && !absl::IsNotFound(s)) {
+          return absl::Status(s.code(), absl::StrCat("recording the end of session ", ended.session_id(),
+                                                     " from agent ", batch.agent, ": ", s.message()));
+        }
       }
-      absl::StatusOr<Statement> q = db_->Prepare(
-          "INSERT INTO statement_events(agent, boot_id, seq, session_id, time_unix_us, protocol,"
-          " statement, fingerprint, command_tag, rows, sqlstate, error, duration_us, decision, rule,"
-          " reviewer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-          " ON CONFLICT (agent, boot_id, seq) DO NOTHING");
-      if (!q.ok()) return q.status();
-      // seq is a uint64 on the wire; SQLite integers are signed 64-bit. Sequence numbers
-      // start at 1 per agent boot and never approach 2^63, and the cast round-trips anyway.
-      q->BindText(1, agent).BindText(2, boot_id).BindInt(3, static_cast<int64_t>(seq));
-      q->BindText(4, e.session_id()).BindInt(5, e.time_unix_us()).BindText(6, e.protocol());
-      q->BindText(7, e.statement()).BindText(8, e.fingerprint()).BindText(9, e.command_tag());
-      q->BindInt(10, e.rows()).BindText(11, e.sqlstate()).BindText(12, e.error());
-      q->BindInt(13, e.duration_us()).BindText(14, e.decision()).BindText(15, e.rule());
-      q->BindText(16, e.reviewer());
-      if (absl::Status s = q->Run(); !s.ok()) return s;
-      if (db_->Changes() == 0) {  // a replay of an event already stored
-        ++result.replayed;
-        continue;
-      }
-      ++result.stored;
-      absl::StatusOr<Statement> bump =
-          db_->Prepare("UPDATE sessions SET statements = statements + 1 WHERE session_id = ?");
-      if (!bump.ok()) return bump.status();
-      bump->BindText(1, e.session_id());
-      if (absl::Status s = bump->Run(); !s.ok()) return s;
     }
     return absl::OkStatus();
   });
   if (!status.ok()) return status;
-  return result;
+  return results;
+}
+
+namespace {
+// Built once: Prepare looks statements up by their SQL text, once per audited statement.
+const std::string kInsertStatementEvent =
+    "INSERT INTO statement_events(agent, boot_id, seq, session_id, time_unix_us, protocol,"
+    " statement, fingerprint, command_tag, rows, sqlstate, error, duration_us, decision, rule,"
+    " reviewer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (agent, boot_id, seq) DO NOTHING";
+}  // namespace
+
+absl::Status Store::InsertStatementEventsLocked(
+    const std::string& agent, const std::string& boot_id,
+    const std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>>& events, InsertedEvents& result) {
+  // A batch usually carries many events of few sessions: look each session up once, and bump
+  // each session's statement count once at the end.
+  struct SessionTally {
+    bool owned = false;
+    int64_t inserted = 0;
+  };
+  absl::flat_hash_map<std::string, SessionTally> sessions;
+  for (const auto& [seq, e] : events) {
+    auto [it, first] = sessions.try_emplace(e.session_id());
+    if (first) {
+      absl::StatusOr<Statement> owner = db_->Prepare("SELECT agent FROM sessions WHERE session_id = ?");
+      if (!owner.ok()) return owner.status();
+      owner->BindText(1, e.session_id());
+      absl::StatusOr<bool> row = owner->Step();
+      if (!row.ok()) return row.status();
+      it->second.owned = *row && owner->Text(0) == agent;
+    }
+    if (!it->second.owned) {
+      result.refused.emplace_back(seq, e.session_id());
+      continue;
+    }
+    absl::StatusOr<Statement> q = db_->Prepare(kInsertStatementEvent);
+    if (!q.ok()) return q.status();
+    // seq is a uint64 on the wire; SQLite integers are signed 64-bit. Sequence numbers
+    // start at 1 per agent boot and never approach 2^63, and the cast round-trips anyway.
+    // Unowned: `agent`, `boot_id` and `e` outlive `q`, and this runs once per audited statement.
+    q->BindTextUnowned(1, agent).BindTextUnowned(2, boot_id).BindInt(3, static_cast<int64_t>(seq));
+    q->BindTextUnowned(4, e.session_id()).BindInt(5, e.time_unix_us()).BindTextUnowned(6, e.protocol());
+    q->BindTextUnowned(7, e.statement()).BindTextUnowned(8, e.fingerprint()).BindTextUnowned(9, e.command_tag());
+    q->BindInt(10, e.rows()).BindTextUnowned(11, e.sqlstate()).BindTextUnowned(12, e.error());
+    q->BindInt(13, e.duration_us()).BindTextUnowned(14, e.decision()).BindTextUnowned(15, e.rule());
+    q->BindTextUnowned(16, e.reviewer());
+    if (absl::Status s = q->Run(); !s.ok()) return s;
+    if (db_->Changes() == 0) {  // a replay of an event already stored
+      ++result.replayed;
+      continue;
+    }
+    ++result.stored;
+    ++it->second.inserted;
+  }
+  for (const auto& [session_id, tally] : sessions) {
+    if (tally.inserted == 0) continue;
+    absl::StatusOr<Statement> bump =
+        db_->Prepare("UPDATE sessions SET statements = statements + ? WHERE session_id = ?");
+    if (!bump.ok()) return bump.status();
+    bump->BindInt(1, tally.inserted).BindText(2, session_id);
+    if (absl::Status s = bump->Run(); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> Store::SessionAgent(const std::string& session_id) {

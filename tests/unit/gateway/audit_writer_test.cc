@@ -219,3 +219,197 @@ TEST_CASE("a full audit queue pauses readers, drops nothing and resumes them onc
   all.set_limit(100);
   CHECK(store.ListAudit(all)->size() == 13);
 }
+
+namespace {
+
+// Records (label, stored) in the order the writer runs the done callbacks; the first batch's
+// callback can be held so everything submitted meanwhile queues up for the writer's next
+// wake-up (done runs on the writer thread).
+class OrderedOutcomes {
+ public:
+  pgward::gateway::AuditWriter::Done Next(std::string label, bool hold = false) {
+    return [this, label, hold](bool stored) {
+      std::unique_lock<std::mutex> lock(mu_);
+      results_.emplace_back(label, stored);
+      cv_.notify_all();
+      if (hold) cv_.wait(lock, [this] { return released_; });
+    };
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  std::vector<std::pair<std::string, bool>> Wait(size_t n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(10), [&] { return results_.size() >= n; });
+    return results_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool released_ = false;
+  std::vector<std::pair<std::string, bool>> results_;
+};
+
+using Outcome = std::pair<std::string, bool>;
+
+size_t AuditRows(pgward::store::Store& store, const std::string& session) {
+  pgward::v1::ListAuditRequest request;
+  request.set_session_id(session);
+  request.set_limit(1000);
+  auto rows = store.ListAudit(request);
+  REQUIRE(rows.ok());
+  return rows->size();
+}
+
+uint64_t StatementCount(pgward::store::Store& store, const std::string& session) {
+  auto sessions = store.ListSessions({});
+  REQUIRE(sessions.ok());
+  for (const auto& s : *sessions) {
+    if (s.session_id() == session) return s.statements();
+  }
+  FAIL("no session " << session);
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("batches of several agents queued at one wake-up share one transaction, acked in order", "[audit]") {
+  FileStore files("audit-group");
+  pgward::store::Store& store = files.store();
+  REQUIRE(store.InsertSession(SessionOf("s1", "a1")).ok());
+  REQUIRE(store.InsertSession(SessionOf("s2", "a2")).ok());
+  OrderedOutcomes outcomes;
+  {
+    pgward::gateway::AuditWriter writer(store);
+    writer.StartStream("a1", "boot");
+    writer.StartStream("a2", "boot");
+    writer.Submit("a1", "boot", Events(1, 2, "s1"), outcomes.Next("a1:1-2", /*hold=*/true));
+    REQUIRE(outcomes.Wait(1) == std::vector<Outcome>{{"a1:1-2", true}});
+    CHECK(writer.transactions() == 1);
+    // The writer is busy acking the first batch: these four wait for its next wake-up.
+    writer.Submit("a1", "boot", Events(3, 2, "s1"), outcomes.Next("a1:3-4"));
+    writer.Submit("a2", "boot", Events(1, 3, "s2"), outcomes.Next("a2:1-3"));
+    pgward::gateway::AgentEvents with_end = Events(5, 2, "s1");
+    pgward::v1::SessionEnded ended;
+    ended.set_session_id("s1");
+    ended.set_reason("client_terminate");
+    with_end.session_ends.emplace_back(7, ended);
+    writer.Submit("a1", "boot", std::move(with_end), outcomes.Next("a1:5-7"));
+    writer.Submit("a2", "boot", Events(4, 1, "s2"), outcomes.Next("a2:4"));
+    CHECK(writer.queued_events() == 2 + 3 + 3 + 1);  // the first batch is done with
+    outcomes.Release();
+    REQUIRE(outcomes.Wait(5) == std::vector<Outcome>{{"a1:1-2", true},
+                                                     {"a1:3-4", true},
+                                                     {"a2:1-3", true},
+                                                     {"a1:5-7", true},
+                                                     {"a2:4", true}});
+    CHECK(writer.transactions() == 2);
+    CHECK(writer.queued_events() == 0);
+  }
+  CHECK(AuditRows(store, "s1") == 6);
+  CHECK(AuditRows(store, "s2") == 4);
+  CHECK(StatementCount(store, "s1") == 6);
+  CHECK(StatementCount(store, "s2") == 4);
+  auto sessions = store.ListSessions({});
+  REQUIRE(sessions.ok());
+  for (const auto& s : *sessions) {
+    if (s.session_id() == "s1") CHECK(s.end_reason() == "client_terminate");
+  }
+}
+
+TEST_CASE("a batch the store refuses fails alone: other agents' batches of the same wake-up are stored",
+          "[audit]") {
+  FileStore files("audit-poison");
+  const std::string db = files.path();
+  pgward::store::Store& store = files.store();
+  REQUIRE(store.InsertSession(SessionOf("s1", "a1")).ok());
+  REQUIRE(store.InsertSession(SessionOf("s2", "a2")).ok());
+  OrderedOutcomes outcomes;
+  {
+    pgward::gateway::AuditWriter writer(store);
+    writer.StartStream("a1", "boot");
+    writer.StartStream("a2", "boot");
+    writer.Submit("a1", "boot", Events(1, 1, "s1"), outcomes.Next("a1:1", /*hold=*/true));
+    REQUIRE(outcomes.Wait(1).size() == 1);
+    // Every row of agent a2 now fails to insert; a1's rows do not.
+    Exec(db,
+         "CREATE TRIGGER poison BEFORE INSERT ON statement_events WHEN NEW.agent = 'a2'"
+         " BEGIN SELECT RAISE(ABORT, 'poisoned for the test'); END");
+    writer.Submit("a2", "boot", Events(1, 2, "s2"), outcomes.Next("a2:1-2"));
+    writer.Submit("a1", "boot", Events(2, 2, "s1"), outcomes.Next("a1:2-3"));
+    writer.Submit("a2", "boot", Events(3, 1, "s2"), outcomes.Next("a2:3"));  // after a2's gap
+    writer.Submit("a1", "boot", Events(4, 1, "s1"), outcomes.Next("a1:4"));
+    outcomes.Release();
+    REQUIRE(outcomes.Wait(5) == std::vector<Outcome>{{"a1:1", true},
+                                                     {"a2:1-2", false},
+                                                     {"a1:2-3", true},
+                                                     {"a2:3", false},
+                                                     {"a1:4", true}});
+    CHECK(AuditRows(store, "s2") == 0);
+    CHECK(AuditRows(store, "s1") == 4);
+    // a2's stream stays poisoned after the store heals, until a2 reconnects and resends.
+    Exec(db, "DROP TRIGGER poison");
+    writer.Submit("a2", "boot", Events(4, 1, "s2"), outcomes.Next("a2:4 same stream"));
+    REQUIRE(outcomes.Wait(6).back() == Outcome{"a2:4 same stream", false});
+    writer.StartStream("a2", "boot");
+    writer.Submit("a2", "boot", Events(1, 4, "s2"), outcomes.Next("a2:1-4 resent"));
+    REQUIRE(outcomes.Wait(7).back() == Outcome{"a2:1-4 resent", true});
+  }
+  CHECK(AuditRows(store, "s1") == 4);
+  CHECK(AuditRows(store, "s2") == 4);
+  CHECK(StatementCount(store, "s1") == 4);
+  CHECK(StatementCount(store, "s2") == 4);
+}
+
+TEST_CASE("a failed shared transaction acks nothing when the store itself fails", "[audit]") {
+  FileStore files("audit-group-fail");
+  const std::string db = files.path();
+  pgward::store::Store& store = files.store();
+  REQUIRE(store.InsertSession(SessionOf("s1", "a1")).ok());
+  REQUIRE(store.InsertSession(SessionOf("s2", "a2")).ok());
+  OrderedOutcomes outcomes;
+  {
+    pgward::gateway::AuditWriter writer(store);
+    writer.StartStream("a1", "boot");
+    writer.StartStream("a2", "boot");
+    writer.Submit("a1", "boot", Events(1, 1, "s1"), outcomes.Next("a1:1", /*hold=*/true));
+    REQUIRE(outcomes.Wait(1).size() == 1);
+    Exec(db, "ALTER TABLE statement_events RENAME TO statement_events_hidden");
+    writer.Submit("a1", "boot", Events(2, 2, "s1"), outcomes.Next("a1:2-3"));
+    writer.Submit("a2", "boot", Events(1, 2, "s2"), outcomes.Next("a2:1-2"));
+    outcomes.Release();
+    REQUIRE(outcomes.Wait(3) ==
+            std::vector<Outcome>{{"a1:1", true}, {"a1:2-3", false}, {"a2:1-2", false}});
+    Exec(db, "ALTER TABLE statement_events_hidden RENAME TO statement_events");
+  }
+  CHECK(AuditRows(store, "s1") == 1);
+  CHECK(AuditRows(store, "s2") == 0);
+  CHECK(StatementCount(store, "s1") == 1);
+  CHECK(StatementCount(store, "s2") == 0);
+}
+
+TEST_CASE("batches of a replaced stream are dropped unacked even when they share a wake-up with the new one",
+          "[audit]") {
+  FileStore files("audit-generation");
+  pgward::store::Store& store = files.store();
+  REQUIRE(store.InsertSession(SessionOf("s1", "a1")).ok());
+  OrderedOutcomes outcomes;
+  {
+    pgward::gateway::AuditWriter writer(store);
+    writer.StartStream("a1", "boot");
+    writer.Submit("a1", "boot", Events(1, 2, "s1"), outcomes.Next("old:1-2", /*hold=*/true));
+    REQUIRE(outcomes.Wait(1).size() == 1);
+    writer.Submit("a1", "boot", Events(3, 2, "s1"), outcomes.Next("old:3-4"));
+    // The agent reconnects; its new stream resends from the last ack it got (none yet).
+    writer.StartStream("a1", "boot");
+    writer.Submit("a1", "boot", Events(1, 6, "s1"), outcomes.Next("new:1-6"));
+    outcomes.Release();
+    REQUIRE(outcomes.Wait(3) ==
+            std::vector<Outcome>{{"old:1-2", true}, {"old:3-4", false}, {"new:1-6", true}});
+  }
+  CHECK(AuditRows(store, "s1") == 6);
+  CHECK(StatementCount(store, "s1") == 6);
+}

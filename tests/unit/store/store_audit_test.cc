@@ -1,7 +1,10 @@
 // Store: sessions, idempotent statement events and the audit query.
 #include <catch2/catch.hpp>
 
+#include <sqlite3.h>
+
 #include "gateway/store/store.h"
+#include "tests/unit/store/temp_dir.h"
 
 namespace pgward::store {
 namespace {
@@ -283,6 +286,74 @@ TEST_CASE("an agent's events are stored only for the sessions brokered to it", "
   CHECK(store->SessionAgent("theirs").value_or("") == "edge-2");
   CHECK(absl::IsNotFound(store->SessionAgent("no-such-session").status()));
 }
+
+Store::AgentBatch Batch(const std::string& agent, const std::string& boot,
+                        std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> statements,
+                        std::vector<std::pair<uint64_t, pgward::v1::SessionEnded>> ends = {}) {
+  Store::AgentBatch batch;
+  batch.agent = agent;
+  batch.boot_id = boot;
+  batch.statements = std::move(statements);
+  batch.session_ends = std::move(ends);
+  return batch;
+}
+
+TEST_CASE("several agents' batches are stored in one call, each with its own result", "[store][audit]") {
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1000)).ok());
+  pgward::v1::SessionRecord other = Session("s2", "bot", "app", 1000);
+  other.set_agent("edge-2");
+  REQUIRE(store->InsertSession(other).ok());
+
+  Store::AgentBatch first = Batch("edge-1", "boot", {{1, Event("s1", 2'000'000, "SELECT 1")}, {2, Event("s1", 2'000'100, "SELECT 2")}});
+  // edge-2 replays seq 1 within the same call, and forges an event and an end for edge-1's s1.
+  Store::AgentBatch second = Batch("edge-2", "boot", {{1, Event("s2", 2'000'200, "SELECT 3")}, {1, Event("s2", 2'000'200, "SELECT 3")},
+                                                       {2, Event("s1", 2'000'300, "forged")}},
+                                   {{3, AgentEnd("s1", 2500, "client_terminate")}, {4, AgentEnd("never-opened", 2500, "")}});
+  Store::AgentBatch third = Batch("edge-1", "boot", {{3, Event("s1", 2'000'400, "SELECT 4")}},
+                                  {{4, AgentEnd("s1", 3000, "client_terminate")}});
+  auto results = store->InsertAuditBatches({&first, &second, &third}, 9000);
+  REQUIRE(results.ok());
+  REQUIRE(results->size() == 3);
+  CHECK((*results)[0].stored == 2);
+  CHECK((*results)[0].refused.empty());
+  CHECK((*results)[1].stored == 1);
+  CHECK((*results)[1].replayed == 1);
+  CHECK((*results)[1].refused == std::vector<std::pair<uint64_t, std::string>>{{2, "s1"}, {3, "s1"}});
+  CHECK((*results)[2].stored == 1);
+  CHECK(Row(*store, "s1").statements() == 3);
+  CHECK(Row(*store, "s1").ended_unix_ms() == 3000);
+  CHECK(Row(*store, "s2").statements() == 1);
+  CHECK(Row(*store, "s2").ended_unix_ms() == 0);
+}
+
+TEST_CASE("batches stored together are stored all or not at all", "[store][audit]") {
+  pgward::testing::TempDir dir;
+  const std::string path = dir.File("pgward.db");
+  auto opened = Store::Open(path);
+  REQUIRE(opened.ok());
+  std::unique_ptr<Store> store = *std::move(opened);
+  REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1000)).ok());
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db,
+                       "CREATE TRIGGER poison BEFORE INSERT ON statement_events WHEN NEW.statement = 'poison'"
+                       " BEGIN SELECT RAISE(ABORT, 'poisoned for the test'); END",
+                       nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  Store::AgentBatch good = Batch("edge-1", "boot", {{1, Event("s1", 2'000'000, "SELECT 1")}},
+                                 {{3, AgentEnd("s1", 2500, "client_terminate")}});
+  Store::AgentBatch bad = Batch("edge-1", "boot", {{2, Event("s1", 2'000'100, "poison")}});
+  auto results = store->InsertAuditBatches({&good, &bad}, 9000);
+  CHECK_FALSE(results.ok());
+  CHECK(store->ListAudit({})->empty());
+  CHECK(Row(*store, "s1").statements() == 0);
+  CHECK(Row(*store, "s1").ended_unix_ms() == 0);
+  // The good batch alone goes through.
+  REQUIRE(store->InsertAuditBatches({&good}, 9000).ok());
+  CHECK(store->ListAudit({})->size() == 1);
+}
+
 
 }  // namespace
 }  // namespace pgward::store
