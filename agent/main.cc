@@ -168,7 +168,7 @@ int main(int argc, char** argv) {
   options.event_batching.max_events = static_cast<size_t>(absl::GetFlag(FLAGS_event_batch_max));
   pgward::agent::ControlClient client(io, *stub, options, sessions, events);
   control = &client;
-  asio::co_spawn(io, client.Run(), asio::detached);
+  asio::co_spawn(client.executor(), client.Run(), asio::detached);
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const asio::error_code&, int signal) {

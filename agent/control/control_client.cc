@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 
+#include "common/net/serial_executor.h"
 #include "common/util/log.h"
 
 namespace pgward::agent {
@@ -13,7 +14,7 @@ using namespace asio::experimental::awaitable_operators;
 
 ControlClient::ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub,
                              ControlOptions options, SessionManager& sessions, EventQueue& events)
-    : strand_(asio::make_strand(io)),
+    : strand_(net::SerialExecutor::Make(io)),
       stub_(stub),
       options_(std::move(options)),
       sessions_(sessions),

@@ -36,7 +36,9 @@ class ControlClient {
   ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub, ControlOptions options,
                 SessionManager& sessions, EventQueue& events);
 
+  // Spawn Run() on executor(): its read and write loops then never run at the same time.
   asio::awaitable<void> Run();
+  const asio::any_io_executor& executor() const { return strand_; }
   // Called by EventQueue on every append; cheap and thread-safe. While the writer holds a
   // batch open it only needs waking for a full batch (its timer ends the window), which saves
   // a cross-thread wake-up per statement.
@@ -60,7 +62,9 @@ class ControlClient {
   asio::awaitable<void> ReadLoop(Stream& stream, bool& welcomed);
   asio::awaitable<void> WriteLoop(Stream& stream);
 
-  asio::strand<asio::io_context::executor_type> strand_;
+  // The stream's work runs on the thread that brings it, one piece at a time (SerialExecutor):
+  // an event appended by a session starts its write right there, no thread hand-off.
+  asio::any_io_executor strand_;
   pgward::v1::AgentService::Stub& stub_;
   ControlOptions options_;
   SessionManager& sessions_;

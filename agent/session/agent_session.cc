@@ -14,6 +14,7 @@
 #include "agent/session/statement_gate.h"
 #include "agent/session/statement_policy.h"
 #include "agent/upstream/credential_resolver.h"
+#include "common/net/scratch_buffer.h"
 #include "common/pgwire/messages.h"
 #include "common/pgwire/sqlstate.h"
 #include "common/pgwire/wire_writer.h"
@@ -23,9 +24,9 @@ namespace pgward::agent {
 namespace {
 
 using namespace asio::experimental::awaitable_operators;
-constexpr size_t kUpstreamReadChunk = 64 * 1024;
 // What may wait for the gateway while a frame is being written: one frame's worth.
 constexpr size_t kMaxUnsentToGateway = 256 * 1024;
+constexpr size_t kKeepFrameCapacity = 16 * 1024;
 
 int64_t NowMicros() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
@@ -388,18 +389,26 @@ asio::awaitable<void> AgentSession::UpstreamToGateway() {
 
 asio::awaitable<void> AgentSession::ReadUpstream() {
   BackendHandler handler(*this);
-  std::unique_ptr<char[]> buffer(new char[kUpstreamReadChunk]);
   for (;;) {
     // Backpressure: at most kMaxUnsentToGateway bytes wait for the gRPC write in flight; past
     // that the upstream socket is not read, so Postgres blocks on its send (bounded memory).
     while (to_gateway_.size() >= kMaxUnsentToGateway && !writer_done_) co_await gateway_space_->Wait();
     if (writer_done_) break;
-    auto [ec, n] = co_await upstream_.stream->TryReadSome(asio::buffer(buffer.get(), kUpstreamReadChunk));
+    // Into this thread's scratch buffer, parsed before the next suspension (scratch_buffer.h).
+    const asio::mutable_buffer scratch = net::ScratchBuffer();
+    asio::error_code ec;
+    net::MaybeTlsStream::Want want;
+    const size_t n = upstream_.stream->ReadNow(scratch, ec, want);
+    if (want != net::MaybeTlsStream::Want::kNothing) {
+      ec = co_await upstream_.stream->WaitFor(want);
+      if (!ec) continue;
+    }
     if (ec) {
       if (end_reason_.empty()) end_reason_ = "upstream_closed";
       break;
     }
-    absl::Status status = backend_reader_.Feed(std::string_view(buffer.get(), n), handler);
+    absl::Status status =
+        backend_reader_.Feed(std::string_view(static_cast<const char*>(scratch.data()), n), handler);
     EmitRecords();
     if (!status.ok()) {
       if (pending_fatal_.empty()) {
@@ -431,7 +440,15 @@ asio::awaitable<void> AgentSession::WriteToGateway() {
     frame.set_message_boundary(on_boundary_);
     boundary_in_frame_ = on_boundary_ ? std::optional<size_t>(0) : std::nullopt;
     gateway_space_->Post(true);
-    if (!co_await stream_->Write()) {
+    const bool written = co_await stream_->Write();
+    // An idle session keeps no large buffer: a big result's frame is given back to the heap.
+    std::string& sent = *stream_->outgoing().mutable_data();
+    if (sent.capacity() > kKeepFrameCapacity) {
+      std::string().swap(sent);
+    } else {
+      sent.clear();
+    }
+    if (!written) {
       if (end_reason_.empty()) end_reason_ = "client_disconnect";
       writer_done_ = true;
       gateway_space_->Post(true);

@@ -53,6 +53,14 @@ class MaybeTlsStream {
   // when it is full). For a last word on a connection that is being closed.
   size_t WriteNow(asio::const_buffer buffer, asio::error_code& ec);
 
+  // The two halves of TryReadSome, for a relay that reads into a per-thread scratch buffer
+  // (ScratchBuffer()) instead of keeping a read buffer per session: ReadNow makes one attempt;
+  // when it would block, `want` says what to co_await WaitFor() for, after which the caller
+  // takes the scratch buffer again (the coroutine may resume on another thread).
+  enum class Want { kNothing, kRead, kWrite };
+  size_t ReadNow(asio::mutable_buffer buffer, asio::error_code& ec, Want& want);
+  asio::awaitable<asio::error_code> WaitFor(Want want);
+
   // Bytes that arrived but were not read yet: must be zero before a TLS upgrade (PgBouncer's
   // rule, CVE-2021-23222: nothing may arrive ahead of the handshake).
   size_t BufferedPlaintextBytes();
@@ -60,12 +68,9 @@ class MaybeTlsStream {
   void Close();
 
  private:
-  enum class Want { kNothing, kRead, kWrite };
-  size_t ReadNow(asio::mutable_buffer buffer, asio::error_code& ec, Want& want);
   size_t WriteNowWanting(asio::const_buffer buffer, asio::error_code& ec, Want& want);
   // Maps an OpenSSL result to an error code and what to wait for.
   asio::error_code SslFailure(int result, Want& want);
-  asio::awaitable<asio::error_code> WaitFor(Want want);
 
   Socket socket_;
   asio::ssl::context& tls_context_;

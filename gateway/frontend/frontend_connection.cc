@@ -8,6 +8,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/net/scratch_buffer.h"
 #include "common/pgwire/messages.h"
 #include "common/pgwire/protocol.h"
 #include "common/pgwire/sqlstate.h"
@@ -19,7 +20,6 @@ namespace {
 
 using namespace asio::experimental::awaitable_operators;
 constexpr auto kAsTuple = asio::experimental::as_tuple(asio::use_awaitable);
-constexpr size_t kCallerReadChunk = 32 * 1024;
 
 const char* StateName(FrontendConnection::State state) {
   switch (state) {
@@ -151,12 +151,19 @@ asio::awaitable<void> FrontendConnection::Relay() {
 }
 
 asio::awaitable<void> FrontendConnection::CallerToAgent() {
-  std::unique_ptr<char[]> buffer(new char[kCallerReadChunk]);
   for (;;) {
-    auto [ec, n] = co_await stream_.TryReadSome(asio::buffer(buffer.get(), kCallerReadChunk));
+    // Into this thread's scratch buffer, copied into the frame before the next suspension.
+    const asio::mutable_buffer scratch = net::ScratchBuffer();
+    asio::error_code ec;
+    net::MaybeTlsStream::Want want;
+    const size_t n = stream_.ReadNow(scratch, ec, want);
+    if (want != net::MaybeTlsStream::Want::kNothing) {
+      if (co_await stream_.WaitFor(want)) break;
+      continue;
+    }
     if (ec) break;
     if (stream_finished_) break;
-    session_->stream->outgoing().set_data(buffer.get(), n);
+    session_->stream->outgoing().set_data(static_cast<const char*>(scratch.data()), n);
     session_->stream->StartWriting();
     if (!co_await session_->bridge->write_done.Wait()) break;
   }
