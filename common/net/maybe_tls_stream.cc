@@ -55,7 +55,8 @@ asio::awaitable<asio::error_code> MaybeTlsStream::Handshake(asio::ssl::stream_ba
   }
   // A write that could not finish is retried with the same bytes from a buffer that may have
   // moved (the relay keeps them in a std::string); partial writes let the relay go on reading.
-  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // An idle connection gives its ~34 KiB of record buffers back (a relay holds many idle ones).
+  SSL_set_mode(ssl_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
   if (type == asio::ssl::stream_base::server) {
     SSL_set_accept_state(ssl_);
   } else {
