@@ -263,12 +263,13 @@ CLK_TCK="$(getconf CLK_TCK)"
 # c1, c8: pgbench -S -M prepared; connect: pgbench -S -C (fresh connection per transaction);
 # connectpy: bench/connect_rate.py, the same connect+SELECT cycle but a failed connect is counted
 # instead of aborting the client (pgbench -C aborts a client on its first failed connect).
-SCENARIOS=(c1 c8 connect connectpy)
+SCENARIOS=(c1 c8 c8s connect connectpy)
 TARGETS=(direct pgbouncer pgward)
 scenario_args() {
   case "$1" in
     c1)      echo "-n -S -M prepared -c 1 -j 1 -T $DURATION" ;;
     c8)      echo "-n -S -M prepared -c 8 -j 2 -T $DURATION" ;;
+    c8s)     echo "-n -S -M simple -c 8 -j 2 -T $DURATION" ;;
     connect) echo "-n -S -C -c 4 -j 2 -T $DURATION" ;;
   esac
 }
@@ -304,7 +305,7 @@ FLOOR="$STACK_DIR/floor.jsonl"
 : >"$FLOOR"
 AUDIT_RATE="$STACK_DIR/audit_rate.jsonl"
 : >"$AUDIT_RATE"
-printf 'round\tscenario\ttarget\ttps\tlat_ms\tconn_ms\tfailed\tnote\tattempts\tgw_cpu_s\tagent_cpu_s\tbouncer_cpu_s\tloadavg\n' >"$RAW"
+printf 'round\tscenario\ttarget\ttps\tlat_ms\tconn_ms\tfailed\tnote\tattempts\tgw_cpu_s\tagent_cpu_s\tbouncer_cpu_s\tloadavg\tp99_ms\n' >"$RAW"
 if [ "$RUN_PGBENCH" -eq 1 ]; then
   TOTAL_RUNS=$((ROUNDS * ${#SCENARIOS[@]} * ${#TARGETS[@]}))
   run_no=0
@@ -327,8 +328,11 @@ if [ "$RUN_PGBENCH" -eq 1 ]; then
             # shellcheck disable=SC2046
             env $(target_env "$t" "$s") $PY "$REPO_ROOT/bench/connect_rate.py" 4 "$DURATION" "$SCALE" >"$out" 2>&1 || rc=$?
           else
+            # c1 also logs every transaction's latency, for its p99 (pgbench -l: column 3, us).
+            txlog=()
+            [ "$s" = c1 ] && txlog=(-l --log-prefix "$STACK_DIR/txlog-r$r-$s-$t-a$attempt")
             # shellcheck disable=SC2046
-            env $(target_env "$t" "$s") "$PGBENCH" $(scenario_args "$s") >"$out" 2>&1 || rc=$?
+            (cd "$STACK_DIR" && env $(target_env "$t" "$s") "$PGBENCH" $(scenario_args "$s") "${txlog[@]}") >"$out" 2>&1 || rc=$?
           fi
           g1=$(cpu_ticks "$GW_PID"); a1=$(cpu_ticks "$AGENT_PID"); b1=$(cpu_ticks "$BOUNCER_PID")
           if [ "$s" = connectpy ]; then
@@ -350,10 +354,16 @@ if [ "$RUN_PGBENCH" -eq 1 ]; then
           log "round $r $s $t attempt $attempt failed (exit $rc): $(grep -m1 -E 'error|Segmentation' "$out" || tail -1 "$out")"
           [ "$attempt" -lt "$MAX_ATTEMPTS" ] || die "pgbench failed $MAX_ATTEMPTS times for target $t scenario $s; see $out"
         done
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$s" "$t" "$line" "$attempt" \
+        p99="-"
+        if [ "$s" = c1 ] && compgen -G "$STACK_DIR/txlog-r$r-$s-$t-a$attempt*" >/dev/null; then
+          p99="$(cat "$STACK_DIR/txlog-r$r-$s-$t-a$attempt"* | awk '{print $3}' | sort -n |
+            awk '{v[NR]=$1} END{if (NR) printf "%.3f", v[int(NR*0.99 + 0.999999)]/1000; else print "-"}')"
+          rm -f "$STACK_DIR/txlog-r$r-$s-$t-a$attempt"*
+        fi
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$s" "$t" "$line" "$attempt" \
           "$(awk -v d=$((g1 - g0)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", d/h}')" \
           "$(awk -v d=$((a1 - a0)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", d/h}')" \
-          "$(awk -v d=$((b1 - b0)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", d/h}')" "$load" >>"$RAW"
+          "$(awk -v d=$((b1 - b0)) -v h="$CLK_TCK" 'BEGIN{printf "%.2f", d/h}')" "$load" "$p99" >>"$RAW"
         log "[$run_no/$TOTAL_RUNS] round $r $s $t: $(echo "$line" | awk -F'\t' '{printf "tps=%s lat=%sms %s", $1, $2, ($5 == "-" ? "" : $5)}')"
       done
     done
