@@ -118,6 +118,8 @@ int main(int argc, char** argv) {
   auto channel = grpc::CreateCustomChannel(absl::GetFlag(FLAGS_gateway), grpc::SslCredentials(ssl), channel_args);
   auto stub = pgward::v1::AgentService::NewStub(channel);
 
+  // Every gRPC call of the agent completes on this one thread (grpc_driver.h).
+  pgward::agent::GrpcDriver grpc_driver;
   asio::io_context io;
   auto work = asio::make_work_guard(io);
   // SCRAM's PBKDF2 (up to crypto::kMaxScramIterations rounds) runs here, never on the I/O
@@ -151,6 +153,7 @@ int main(int argc, char** argv) {
 
   pgward::agent::SessionDeps deps;
   deps.stub = stub.get();
+  deps.grpc = &grpc_driver;
   deps.agent_name = name;
   deps.agent_token = agent_token;
   deps.tls = &tls;
@@ -166,7 +169,7 @@ int main(int argc, char** argv) {
   options.version = PGWARD_VERSION;
   options.event_batching.window = std::chrono::milliseconds(absl::GetFlag(FLAGS_event_batch_window_ms));
   options.event_batching.max_events = static_cast<size_t>(absl::GetFlag(FLAGS_event_batch_max));
-  pgward::agent::ControlClient client(io, *stub, options, sessions, events);
+  pgward::agent::ControlClient client(io, *stub, grpc_driver, options, sessions, events);
   control = &client;
   asio::co_spawn(client.executor(), client.Run(), asio::detached);
 

@@ -12,10 +12,11 @@ namespace pgward::agent {
 
 using namespace asio::experimental::awaitable_operators;
 
-ControlClient::ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub,
+ControlClient::ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub, GrpcDriver& grpc,
                              ControlOptions options, SessionManager& sessions, EventQueue& events)
     : strand_(net::SerialExecutor::Make(io)),
       stub_(stub),
+      grpc_(grpc),
       options_(std::move(options)),
       sessions_(sessions),
       events_(events),
@@ -34,13 +35,15 @@ asio::awaitable<void> ControlClient::Run() {
   asio::steady_timer timer(strand_);
   for (;;) {
     auto* stream = new Stream(
-        [this](grpc::ClientContext* context, Stream::Reactor* reactor) { stub_.async()->Control(context, reactor); },
-        strand_, options_.agent_name, options_.agent_token);
+        [this](grpc::ClientContext* context, grpc::CompletionQueue* cq) { return stub_.PrepareAsyncControl(context, cq); },
+        grpc_, strand_, options_.agent_name, options_.agent_token);
     auto signals = stream->signals();
     current_signals_ = signals;
     bool welcomed = co_await Serve(*stream);
     connected_ = false;
-    signals->Cancel();
+    // A stream the gateway ended keeps the gateway's status (say, UNAUTHENTICATED for a
+    // deleted agent); one this side gave up on is cancelled first.
+    if (!server_ended_) signals->Cancel();
     co_await stream->Finished();  // `stream` is gone now
     if (welcomed) backoff = options_.initial_backoff;
     // Full jitter around the current step keeps a fleet of agents from reconnecting in step.
@@ -56,6 +59,7 @@ asio::awaitable<void> ControlClient::Run() {
 
 asio::awaitable<bool> ControlClient::Serve(Stream& stream) {
   broken_ = false;
+  server_ended_ = false;
   heartbeat_ = options_.heartbeat;
   auto* hello = stream.outgoing().mutable_hello();
   hello->set_agent_name(options_.agent_name);
@@ -71,7 +75,10 @@ asio::awaitable<void> ControlClient::ReadLoop(Stream& stream, bool& welcomed) {
   // (GCC 12 miscompiles co_await inside a loop condition; keep awaits in statements.)
   for (;;) {
     const bool ok = co_await stream.Read();
-    if (!ok) break;
+    if (!ok) {
+      server_ended_ = true;
+      break;
+    }
     if (!Dispatch(stream.incoming(), welcomed)) break;
   }
   broken_ = true;
@@ -169,7 +176,7 @@ asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
               heartbeat.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
   }
   wake_at_queued_.store(0, std::memory_order_relaxed);
-  current_signals_->Cancel();  // the reader may still wait on a healthy-looking stream
+  if (!server_ended_) current_signals_->Cancel();  // the reader may still wait on a healthy-looking stream
 }
 
 }  // namespace pgward::agent

@@ -33,7 +33,7 @@ struct ControlOptions {
 // cancels, ends and acks while streaming events and heartbeats up.
 class ControlClient {
  public:
-  ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub, ControlOptions options,
+  ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub, GrpcDriver& grpc, ControlOptions options,
                 SessionManager& sessions, EventQueue& events);
 
   // Spawn Run() on executor(): its read and write loops then never run at the same time.
@@ -66,12 +66,14 @@ class ControlClient {
   // an event appended by a session starts its write right there, no thread hand-off.
   asio::any_io_executor strand_;
   pgward::v1::AgentService::Stub& stub_;
+  GrpcDriver& grpc_;
   ControlOptions options_;
   SessionManager& sessions_;
   EventQueue& events_;
   net::AsyncSignal wake_;
   std::shared_ptr<StreamSignals> current_signals_;  // of the stream being served
   bool broken_ = false;
+  bool server_ended_ = false;  // the read loop saw the gateway end the stream
   std::chrono::milliseconds heartbeat_;  // on the strand; the Welcome's, else options_.heartbeat
   std::atomic<bool> connected_{false};
   // While the writer holds a batch: the queue size (unacknowledged events) at which Wake()

@@ -8,11 +8,12 @@ namespace pgward::agent {
 
 using SessionStream = ClientStream<pgward::v1::SessionFrame, pgward::v1::SessionFrame>;
 
-inline SessionStream* OpenSessionStream(pgward::v1::AgentService::Stub& stub, const asio::any_io_executor& executor,
-                                        const std::string& agent_name, const std::string& agent_token) {
-  return new SessionStream([&stub](grpc::ClientContext* context,
-                                   SessionStream::Reactor* reactor) { stub.async()->Session(context, reactor); },
-                           executor, agent_name, agent_token);
+inline SessionStream* OpenSessionStream(pgward::v1::AgentService::Stub& stub, GrpcDriver& driver,
+                                        const asio::any_io_executor& executor, const std::string& agent_name,
+                                        const std::string& agent_token) {
+  return new SessionStream(
+      [&stub](grpc::ClientContext* context, grpc::CompletionQueue* cq) { return stub.PrepareAsyncSession(context, cq); },
+      driver, executor, agent_name, agent_token);
 }
 
 }  // namespace pgward::agent

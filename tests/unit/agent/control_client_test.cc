@@ -16,7 +16,8 @@ struct Client {
       pgward::v1::AgentService::NewStub(grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials()));
   SessionManager sessions{io, SessionDeps{}};
   EventQueue events{"boot-1", 100, [] {}};
-  ControlClient client{io, *stub, ControlOptions{}, sessions, events};
+  GrpcDriver grpc;
+  ControlClient client{io, *stub, grpc, ControlOptions{}, sessions, events};
 };
 
 TEST_CASE("the welcome's heartbeat interval is clamped to 1..60 s and defaults when unset", "[control]") {
