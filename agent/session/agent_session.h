@@ -18,6 +18,7 @@
 #include "agent/upstream/tls_contexts.h"
 #include "agent/upstream/upstream_login.h"
 #include "agent/upstream/upstream_policy.h"
+#include "agent/upstream/upstream_pool.h"
 #include "common/pgwire/message_reader.h"
 #include "pgward/v1/agent.grpc.pb.h"
 
@@ -47,6 +48,8 @@ struct SessionDeps {
   // Runs SCRAM's PBKDF2 away from the I/O threads; required.
   asio::any_io_executor crypto_executor;
   uint32_t max_message_bytes = 64u << 20;
+  // Logged-in upstream connections kept between sessions of one principal; null: none.
+  UpstreamPool* upstream_pool = nullptr;
 };
 
 // Lives on its own strand. Run() owns the flow; Cancel() and Stop() may be called from any
@@ -97,6 +100,9 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::string ErrorText(std::string_view message, std::string_view sqlstate,
                         const inspect::AnalyzedStatement* statement) const;
   void CloseUpstream();
+  // True when the session ended by the caller's Terminate with the upstream connection at
+  // ReadyForQuery idle and nothing in flight: the only state in which it may go back to the pool.
+  bool UpstreamReusable() const;
   // Sends a CancelRequest upstream unless one is in flight; on the strand.
   void StartUpstreamCancel();
   // Cancels what the backend runs and closes the upstream connection (kill, stop, deadline).
@@ -141,6 +147,10 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   bool on_boundary_ = true;
   std::optional<size_t> boundary_in_frame_;
   bool cancel_in_flight_ = false;  // one upstream CancelRequest at a time; extras coalesce
+  std::string pool_key_;  // the upstream pool's key for this session; empty: not pooled
+  // The upstream connection set aside for the pool at the caller's Terminate (upstream_.stream
+  // is then a closed stand-in, so the relay's reader ends without touching it).
+  std::unique_ptr<net::MaybeTlsStream> kept_upstream_;
 };
 
 }  // namespace pgward::agent

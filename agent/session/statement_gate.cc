@@ -125,8 +125,10 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
       return absl::OkStatus();
     }
     case 'X':
+      // Not forwarded: the upstream connection may outlive this session (upstream_pool.h);
+      // AgentSession::CloseUpstream says Terminate itself when it closes the connection.
       s_.client_terminated_ = true;
-      break;
+      return absl::OkStatus();
     case 'c':
       s_.tracker_.OnCopyDone();
       break;
