@@ -257,6 +257,7 @@ asio::awaitable<void> AgentSession::Run() {
   }
   if (pooled) {
     upstream_ = *std::move(pooled);
+    upstream_reused_ = true;
     Log(LogLevel::kDebug, "session", id(), " reuses upstream pid ", upstream_.backend_pid);
   } else {
     UpstreamLoginRequest request;

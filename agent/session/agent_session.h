@@ -4,6 +4,7 @@
 #include <asio.hpp>
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -110,8 +111,13 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // Appends the identity check (the agent's own Query) to the bytes bound upstream, if the
   // server will run it; otherwise leaves it owed.
   void AppendIdentityCheck(std::string& out);
-  // The identity check's ReadyForQuery arrived: act on its verdict.
+  // The identity check's ReadyForQuery arrived: act on its verdict. Also ends the agent's
+  // session-id restore (below), whose answer arrives through the same path.
   void OnIdentityCheckDone();
+  // On a reused upstream connection pgward.session_id was SET, not sent at start-up, so the
+  // caller's RESET ALL or DISCARD ALL would return it to the id of the session that opened the
+  // connection: after such a round trip the agent SETs it again (its answer stays in the agent).
+  void AppendSessionIdRestore(std::string& out);
   // OK when the statement the server is running is of class `want` (a COPY direction).
   absl::Status CheckCopyResponse(inspect::StatementClass want, std::string_view message_name);
 
@@ -148,6 +154,11 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::optional<size_t> boundary_in_frame_;
   bool cancel_in_flight_ = false;  // one upstream CancelRequest at a time; extras coalesce
   std::string pool_key_;  // the upstream pool's key for this session; empty: not pooled
+  bool upstream_reused_ = false;     // upstream_ came from the pool (see AppendSessionIdRestore)
+  bool restore_owed_ = false;        // a session-id restore is due before the caller's next round trip
+  bool batch_resets_ = false;        // the extended batch so far parsed a RESET ALL / DISCARD ALL
+  enum class AgentQuery { kIdentityCheck, kSessionIdRestore };
+  std::deque<AgentQuery> agent_queries_;  // the agent's own queries in flight, in order
   // The upstream connection set aside for the pool at the caller's Terminate (upstream_.stream
   // is then a closed stand-in, so the relay's reader ends without touching it).
   std::unique_ptr<net::MaybeTlsStream> kept_upstream_;

@@ -158,17 +158,6 @@ bool LooksIdleAndOpen(UpstreamConnection& conn) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
-std::string QuoteLiteral(std::string_view value) {
-  // standard_conforming_strings is pinned on: only the quote needs doubling.
-  std::string out = "'";
-  for (char c : value) {
-    if (c == '\'') out.push_back('\'');
-    out.push_back(c);
-  }
-  out.push_back('\'');
-  return out;
-}
-
 }  // namespace
 
 absl::StatusOr<std::string> UpstreamPoolKey(const pgward::v1::SessionGrant& grant, std::string_view password) {
@@ -243,7 +232,7 @@ asio::awaitable<std::optional<UpstreamConnection>> UpstreamPool::Acquire(const s
       continue;
     }
     absl::Status set = co_await RunResetQuery(
-        *conn, absl::StrCat("SET pgward.session_id = ", QuoteLiteral(session_id)), "SET", options_.reset_timeout);
+        *conn, SessionIdSetting(session_id), "SET", options_.reset_timeout);
     if (!set.ok()) {
       Log(LogLevel::kWarn, "pool", "closed an idle upstream connection (pid ", conn->backend_pid,
           ") that refused the session's settings: ", set.message());

@@ -176,3 +176,49 @@ def test_upstream_pool_false_logs_in_for_every_session(stack, isolated_agent):
     _wait_gone(stack, pid)
     with stack.connect("alice-bot", dbname=iso.connection) as conn:
         assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] != pid
+
+
+def _identity(conn) -> tuple[str, str]:
+    return conn.execute("SELECT current_setting('pgward.principal'), current_setting('pgward.session_id')").fetchone()
+
+
+@pytest.mark.parametrize("code_grant", [False, True], ids=["read-write", "with-procedure-class"])
+def test_reset_all_on_a_reused_connection_keeps_this_sessions_id(stack, isolated_agent, code_grant):
+    # On a reused connection pgward.session_id was SET at reuse (the start-up packet carried the
+    # first session's id): after the caller's RESET ALL / DISCARD ALL the agent sets it again, in
+    # both protocols. With the procedure class the identity check runs after each round trip
+    # and must find the identity intact, not end the session.
+    principal = unique("pool-code-bot-") if code_grant else "alice-bot"
+    token = stack.mint_token(principal) if code_grant else None
+    iso = isolated_agent(grants=[] if code_grant else [("principal", "alice-bot", "read-write")])
+    if code_grant:
+        stack.grant(principal, iso.connection, mode="classes", extra=["--classes", "read,write,procedure"])
+    with stack.connect(principal, token=token, dbname=iso.connection) as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        # With the procedure class the agent's identity check follows every round trip; a
+        # session that ends while one is in flight does not return its connection. An empty
+        # Query (no statement, so no check) waits for the last one.
+        conn.pgconn.exec_(b"")
+    _wait_pooled(stack, pid)
+    with stack.connect(principal, token=token, dbname=iso.connection) as conn:
+        assert conn.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+        mine = _identity(conn)
+        assert mine[0] == principal
+        for sql in ("RESET ALL", "DISCARD ALL"):
+            # simple protocol: one Query message
+            result = conn.pgconn.exec_(sql.encode())
+            assert result.status == psycopg.pq.ExecStatus.COMMAND_OK, result.error_message
+            assert _identity(conn) == mine, f"after simple {sql}"
+            # extended protocol: Parse/Bind/Execute/Sync
+            conn.execute(sql)
+            assert _identity(conn) == mine, f"after extended {sql}"
+        # Inside a transaction that rolls back, the RESET and the restore go together.
+        conn.execute("BEGIN")
+        conn.execute("RESET ALL")
+        conn.execute("ROLLBACK")
+        assert _identity(conn) == mine
+        # Several statements in one Query, the RESET in the middle.
+        result = conn.pgconn.exec_(b"SELECT 1; RESET ALL; SELECT 2")
+        assert result.status == psycopg.pq.ExecStatus.TUPLES_OK, result.error_message
+        assert _identity(conn) == mine
+        assert conn.execute("SELECT 7").fetchone() == (7,)
