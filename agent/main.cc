@@ -13,6 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/strip.h"
+#include "absl/time/time.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/control/control_client.h"
 #include "agent/control/event_queue.h"
@@ -20,6 +21,7 @@
 #include "agent/inspect/sql_analyzer.h"
 #include "agent/upstream/tls_contexts.h"
 #include "agent/upstream/upstream_policy.h"
+#include "agent/upstream/upstream_pool.h"
 #include "common/crypto/random.h"
 #include "common/crypto/tls_material.h"
 #include "common/util/flag_args.h"
@@ -34,6 +36,14 @@ ABSL_FLAG(std::string, tls_server_name, "", "expected name in the gateway certif
 ABSL_FLAG(std::string, data_dir, "", "directory for agent state");
 ABSL_FLAG(int, io_threads, 2, "threads serving upstream sockets");
 ABSL_FLAG(std::string, log_level, "info", "debug|info|warn|error");
+ABSL_FLAG(bool, upstream_pool, true,
+          "keep logged-in upstream connections between sessions of the same principal, connection, credential, "
+          "policy and startup parameters (reset with DISCARD ALL before reuse); false: one login per session");
+ABSL_FLAG(int, upstream_pool_max_idle_per_key, 4,
+          "idle upstream connections kept per (connection, principal, policy, credential, startup parameters)");
+ABSL_FLAG(int, upstream_pool_max_idle, 64, "idle upstream connections kept in total");
+ABSL_FLAG(absl::Duration, upstream_pool_idle_timeout, absl::Seconds(60),
+          "an idle upstream connection not reused within this time is closed");
 ABSL_FLAG(std::vector<std::string>, allow_upstream, {},
           "repeatable HOST[:PORT]: a database host this agent may connect to (DNS name, IP address, CIDR "
           "block or *; PORT a number or *, default 5432). Without any, every session is refused");
@@ -151,7 +161,21 @@ int main(int argc, char** argv) {
     pgward::agent::EventQueue& events_;
   } sink(events);
 
+  pgward::agent::UpstreamPoolOptions pool_options;
+  pool_options.enabled = absl::GetFlag(FLAGS_upstream_pool);
+  if (absl::GetFlag(FLAGS_upstream_pool_max_idle_per_key) < 0 || absl::GetFlag(FLAGS_upstream_pool_max_idle) < 0 ||
+      absl::GetFlag(FLAGS_upstream_pool_idle_timeout) <= absl::ZeroDuration()) {
+    Die("--upstream-pool-max-idle-per-key and --upstream-pool-max-idle must be >= 0 and "
+        "--upstream-pool-idle-timeout > 0");
+  }
+  pool_options.max_idle_per_key = static_cast<size_t>(absl::GetFlag(FLAGS_upstream_pool_max_idle_per_key));
+  pool_options.max_idle_total = static_cast<size_t>(absl::GetFlag(FLAGS_upstream_pool_max_idle));
+  pool_options.idle_timeout = absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_upstream_pool_idle_timeout));
+  pgward::agent::UpstreamPool upstream_pool(pool_options);
+  upstream_pool.StartSweeper(io.get_executor());
+
   pgward::agent::SessionDeps deps;
+  deps.upstream_pool = &upstream_pool;
   deps.stub = stub.get();
   deps.grpc = &grpc_driver;
   deps.agent_name = name;

@@ -45,6 +45,8 @@ class IdentityCheck {
   void OnOversizedRow();
   void OnError();
   Verdict Finish() const;
+  // The run so far saw an ErrorResponse.
+  bool failed() const { return failed_; }
 
  private:
   Expected expected_;

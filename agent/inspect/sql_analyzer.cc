@@ -114,6 +114,7 @@ AnalyzedStatementPtr Analyze(const ParsedStatement& parsed) {
   s->monitoring = std::move(c.monitoring);
   s->plain_application_name_set = c.plain_application_name_set;
   s->deallocate_name = std::move(c.deallocate_name);
+  s->resets_session = c.resets_session;
   return s;
 }
 
@@ -259,6 +260,7 @@ AnalyzedStatementPtr SqlAnalyzer::AnalyzeParse(std::string_view sql) {
       multi->tampers_identity |= p->tampers_identity;
       multi->changes_read_only |= p->changes_read_only;
       multi->changes_lexing |= p->changes_lexing;
+      multi->resets_session |= p->resets_session;
       if (multi->monitoring.empty()) multi->monitoring = p->monitoring;
     }
     result = std::move(multi);

@@ -84,6 +84,8 @@ struct AnalyzedStatement {
   bool plain_application_name_set = false;
   // DEALLOCATE <name> removes this server-side prepared statement; lets the tracker forget it.
   std::string deallocate_name;
+  // RESET ALL or DISCARD ALL: every setting back to its session default (the start-up value).
+  bool resets_session = false;
 };
 using AnalyzedStatementPtr = std::shared_ptr<const AnalyzedStatement>;
 

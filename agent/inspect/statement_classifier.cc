@@ -343,6 +343,9 @@ Classification Classify(const json& stmt) {
   if (type == "TransactionStmt" && body != nullptr && OptionsAllowReadWrite(*body)) out.changes_read_only = true;
   out.monitoring = facts.monitoring;
   out.plain_application_name_set = IsPlainApplicationNameSet(stmt);
+  out.resets_session = body != nullptr &&
+                       ((type == "VariableSetStmt" && StringMember(*body, "kind") == "VAR_RESET_ALL") ||
+                        (type == "DiscardStmt" && StringMember(*body, "target") == "DISCARD_ALL"));
   if (const json* dealloc = Body(stmt, "DeallocateStmt")) out.deallocate_name = StringMember(*dealloc, "name");
   return out;
 }
@@ -356,7 +359,7 @@ Classification ClassifyStatement(const json& stmt) {
     // Defensive: the accessors above do not throw on well-formed JSON; never let one escape.
     Classification out;
     out.required_classes = ClassBit(StatementClass::kUnknown);
-    out.tampers_identity = out.changes_read_only = out.changes_lexing = true;
+    out.tampers_identity = out.changes_read_only = out.changes_lexing = out.resets_session = true;
     return out;
   }
 }

@@ -22,6 +22,7 @@ struct Classification {
   std::string monitoring;         // a monitoring view or function the statement reads
   bool plain_application_name_set = false;
   std::string deallocate_name;
+  bool resets_session = false;    // RESET ALL or DISCARD ALL
 };
 
 // `stmt` is the value of one "stmt" member of pg_query_parse output: {"SelectStmt": {...}}.

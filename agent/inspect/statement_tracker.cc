@@ -517,6 +517,7 @@ absl::StatusOr<std::string> StatementTracker::OnReadyForQuery(char status) {
   }
   (void)Complete(*op);
   copy_in_active_ = false;
+  last_ready_status_ = status;
   // Portals live until the end of their transaction (55.2.3): idle means they are gone.
   if (status == 'I') EndAllPortals();
   return inject;
@@ -529,5 +530,9 @@ std::vector<StatementRecord> StatementTracker::TakeRecords() {
 }
 
 size_t StatementTracker::PendingOperations() const { return ops_.size(); }
+
+bool StatementTracker::IdleAtReadyForQuery() const {
+  return ops_.empty() && last_ready_status_ == 'I' && !copy_in_active_ && !skipping_until_sync_;
+}
 
 }  // namespace pgward::inspect

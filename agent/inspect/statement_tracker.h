@@ -114,6 +114,9 @@ class StatementTracker {
 
   std::vector<StatementRecord> TakeRecords();  // completed statements since the last call, in order
   size_t PendingOperations() const;
+  // True when nothing is pending and the last ReadyForQuery said idle ('I'; the login's, before
+  // any): no transaction open, no COPY, no batch being skipped. The upstream pool's condition.
+  bool IdleAtReadyForQuery() const;
 
  private:
   enum class OpKind { kQuery, kParse, kBind, kDescribe, kExecute, kClose, kFunctionCall, kSync, kCopyEnd, kAgentQuery };
@@ -171,6 +174,7 @@ class StatementTracker {
   int64_t last_completion_us_ = 0;
   bool skipping_until_sync_ = false;  // server discards frontend messages until the next Sync
   bool copy_in_active_ = false;       // server ignores Sync until the frontend's CopyDone/Fail
+  char last_ready_status_ = 'I';      // of the last ReadyForQuery; login ends at 'I'
 };
 
 }  // namespace pgward::inspect

@@ -251,19 +251,35 @@ asio::awaitable<void> AgentSession::Run() {
                   "the database agent could not resolve the connection's credential; see the agent log");
     co_return;
   }
-  UpstreamLoginRequest request;
-  request.target = &target;
-  request.password = std::move(*password);
-  request.startup_parameters = *std::move(parameters);
-  request.policy = deps_.upstream_policy;
-  request.crypto_executor = deps_.crypto_executor;
-  auto login = co_await LoginUpstream(std::move(request), *deps_.tls);
-  if (!login.ok()) {
-    Log(LogLevel::kWarn, "session", id(), " upstream login: ", login.status().message());
-    co_await Fail(std::string(pgwire::sqlstate::kConnectionFailure), std::string(login.status().message()));
-    co_return;
+  // A connection kept from an earlier session of the same principal, connection, credential,
+  // policy and startup parameters (upstream_pool.h), reset by DISCARD ALL when it was returned.
+  std::optional<UpstreamConnection> pooled;
+  if (deps_.upstream_pool != nullptr && deps_.upstream_pool->enabled()) {
+    auto key = UpstreamPoolKey(grant_, *password);
+    if (key.ok()) {
+      pool_key_ = *std::move(key);
+      pooled = co_await deps_.upstream_pool->Acquire(pool_key_, grant_.session_id());
+    }
   }
-  upstream_ = std::move(*login);
+  if (pooled) {
+    upstream_ = *std::move(pooled);
+    upstream_reused_ = true;
+    Log(LogLevel::kDebug, "session", id(), " reuses upstream pid ", upstream_.backend_pid);
+  } else {
+    UpstreamLoginRequest request;
+    request.target = &target;
+    request.password = std::move(*password);
+    request.startup_parameters = *std::move(parameters);
+    request.policy = deps_.upstream_policy;
+    request.crypto_executor = deps_.crypto_executor;
+    auto login = co_await LoginUpstream(std::move(request), *deps_.tls);
+    if (!login.ok()) {
+      Log(LogLevel::kWarn, "session", id(), " upstream login: ", login.status().message());
+      co_await Fail(std::string(pgwire::sqlstate::kConnectionFailure), std::string(login.status().message()));
+      co_return;
+    }
+    upstream_ = std::move(*login);
+  }
   parameter_watch_.emplace(upstream_.parameters);
   if (stopping_) {
     co_await Fail(std::string(pgwire::sqlstate::kAdminShutdown), "the session was ended before it started");
@@ -310,6 +326,19 @@ asio::awaitable<void> AgentSession::Run() {
   stream_ = nullptr;
   SetState(State::kClosed);
   EmitEnded(end_reason_.empty() ? "closed" : end_reason_);
+  if (kept_upstream_) {
+    // Set aside at the caller's Terminate; still clean only if nothing ended the session
+    // differently since (a FATAL, a stop, a watched setting) and the reader stopped between
+    // messages. Otherwise closed here.
+    UpstreamConnection conn = std::move(upstream_);
+    conn.stream = std::move(kept_upstream_);
+    if (end_reason_ == "client_terminate" && pending_fatal_.empty() && !stopping_ && !cancel_in_flight_ &&
+        backend_reader_.AtMessageBoundary() && tracker_.IdleAtReadyForQuery()) {
+      co_await deps_.upstream_pool->Release(std::move(pool_key_), std::move(conn));
+    } else {
+      CloseUpstreamConnection(conn);
+    }
+  }
 }
 
 asio::awaitable<void> AgentSession::Fail(std::string sqlstate, std::string message) {
@@ -552,7 +581,38 @@ std::string AgentSession::ErrorText(std::string_view message, std::string_view s
 }
 
 void AgentSession::CloseUpstream() {
-  if (upstream_.stream) upstream_.stream->Close();
+  if (!upstream_.stream || kept_upstream_) {
+    if (upstream_.stream) upstream_.stream->Close();
+    return;
+  }
+  if (UpstreamReusable()) {
+    // Kept for the pool instead of closed. The relay's reader may be waiting on this socket:
+    // cancelling wakes it (operation_aborted), and the closed stand-in left in its place makes
+    // any later read fail at once, so it ends without ever reading the kept connection again.
+    kept_upstream_ = std::move(upstream_.stream);
+    asio::error_code ignored;
+    kept_upstream_->socket().cancel(ignored);
+    upstream_.stream = std::make_unique<net::MaybeTlsStream>(net::MaybeTlsStream::Socket(strand_), deps_.tls->Plain());
+    upstream_.stream->Close();
+    return;
+  }
+  if (client_terminated_) {
+    // The caller's Terminate is not forwarded (statement_gate.cc): say goodbye to the server
+    // ourselves, so it logs a clean end.
+    std::string terminate;
+    pgwire::AppendTerminate(terminate);
+    asio::error_code ignored;
+    upstream_.stream->WriteNow(asio::buffer(terminate), ignored);
+  }
+  upstream_.stream->Close();
+}
+
+bool AgentSession::UpstreamReusable() const {
+  return !pool_key_.empty() && deps_.upstream_pool != nullptr && client_terminated_ &&
+         end_reason_ == "client_terminate" && state_ == State::kRelaying && pending_fatal_.empty() && !stopping_ &&
+         !cancel_in_flight_ && !check_owed_ && !discard_until_sync_ && refusal_.empty() &&
+         backend_reader_.AtMessageBoundary() && frontend_reader_.AtMessageBoundary() &&
+         tracker_.IdleAtReadyForQuery();
 }
 
 void AgentSession::Cancel() {

@@ -4,6 +4,7 @@
 #include <asio.hpp>
 
 #include <atomic>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -18,6 +19,7 @@
 #include "agent/upstream/tls_contexts.h"
 #include "agent/upstream/upstream_login.h"
 #include "agent/upstream/upstream_policy.h"
+#include "agent/upstream/upstream_pool.h"
 #include "common/pgwire/message_reader.h"
 #include "pgward/v1/agent.grpc.pb.h"
 
@@ -48,6 +50,8 @@ struct SessionDeps {
   // Runs SCRAM's PBKDF2 away from the I/O threads; required.
   asio::any_io_executor crypto_executor;
   uint32_t max_message_bytes = 64u << 20;
+  // Logged-in upstream connections kept between sessions of one principal; null: none.
+  UpstreamPool* upstream_pool = nullptr;
 };
 
 // Lives on its own strand. Run() owns the flow; Cancel() and Stop() may be called from any
@@ -100,6 +104,9 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::string ErrorText(std::string_view message, std::string_view sqlstate,
                         const inspect::AnalyzedStatement* statement) const;
   void CloseUpstream();
+  // True when the session ended by the caller's Terminate with the upstream connection at
+  // ReadyForQuery idle and nothing in flight: the only state in which it may go back to the pool.
+  bool UpstreamReusable() const;
   // Sends a CancelRequest upstream unless one is in flight; on the strand.
   void StartUpstreamCancel();
   // Cancels what the backend runs and closes the upstream connection (kill, stop, deadline).
@@ -107,8 +114,13 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // Appends the identity check (the agent's own Query) to the bytes bound upstream, if the
   // server will run it; otherwise leaves it owed.
   void AppendIdentityCheck(std::string& out);
-  // The identity check's ReadyForQuery arrived: act on its verdict.
+  // The identity check's ReadyForQuery arrived: act on its verdict. Also ends the agent's
+  // session-id restore (below), whose answer arrives through the same path.
   void OnIdentityCheckDone();
+  // On a reused upstream connection pgward.session_id was SET, not sent at start-up, so the
+  // caller's RESET ALL or DISCARD ALL would return it to the id of the session that opened the
+  // connection: after such a round trip the agent SETs it again (its answer stays in the agent).
+  void AppendSessionIdRestore(std::string& out);
   // OK when the statement the server is running is of class `want` (a COPY direction).
   absl::Status CheckCopyResponse(inspect::StatementClass want, std::string_view message_name);
 
@@ -152,6 +164,15 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   bool writer_done_ = false;
   bool unsent_failed_ = false;  // the reader stopped on bytes it could not check
   bool cancel_in_flight_ = false;  // one upstream CancelRequest at a time; extras coalesce
+  std::string pool_key_;  // the upstream pool's key for this session; empty: not pooled
+  bool upstream_reused_ = false;     // upstream_ came from the pool (see AppendSessionIdRestore)
+  bool restore_owed_ = false;        // a session-id restore is due before the caller's next round trip
+  bool batch_resets_ = false;        // the extended batch so far parsed a RESET ALL / DISCARD ALL
+  enum class AgentQuery { kIdentityCheck, kSessionIdRestore };
+  std::deque<AgentQuery> agent_queries_;  // the agent's own queries in flight, in order
+  // The upstream connection set aside for the pool at the caller's Terminate (upstream_.stream
+  // is then a closed stand-in, so the relay's reader ends without touching it).
+  std::unique_ptr<net::MaybeTlsStream> kept_upstream_;
 };
 
 }  // namespace pgward::agent

@@ -30,6 +30,7 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
         return absl::OkStatus();
       }
       bool may_copy_in = false;
+      bool resets = false;
       for (const auto& statement : statements) {
         PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
         if (!decision.allowed) {
@@ -42,10 +43,19 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
           return absl::OkStatus();
         }
         may_copy_in |= statement->statement_class == inspect::StatementClass::kCopyIn;
+        resets |= statement->resets_session;
       }
       const bool ran = !statements.empty();
       s_.tracker_.OnQuery(std::move(statements));
       out.append(msg.raw);
+      if (resets && s_.upstream_reused_) {
+        // Not into a COPY FROM STDIN the Query may start: the server would fail the COPY.
+        if (may_copy_in) {
+          s_.restore_owed_ = true;
+        } else {
+          s_.AppendSessionIdRestore(out);
+        }
+      }
       EndRoundTrip(out, ran, may_copy_in);
       return absl::OkStatus();
     }
@@ -71,6 +81,7 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
         s_.refusal_ = Refusal(decision);
         return absl::OkStatus();
       }
+      s_.batch_resets_ |= statement->resets_session;
       s_.tracker_.OnParse(parse->statement, std::move(statement));
       break;
     }
@@ -106,6 +117,13 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
       s_.tracker_.OnSync(std::exchange(s_.refusal_, {}));
       s_.discard_until_sync_ = false;
       out.append(msg.raw);
+      if (std::exchange(s_.batch_resets_, false) && s_.upstream_reused_) {
+        if (s_.check_after_copy_) {
+          s_.restore_owed_ = true;
+        } else {
+          s_.AppendSessionIdRestore(out);
+        }
+      }
       const bool ran = std::exchange(s_.batch_ran_, false);
       // COPY FROM STDIN may be running: the server ignores this Sync and would take a Query
       // inside the copy for a protocol error, so a grant with copy_in checks at the next start.
@@ -125,8 +143,10 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
       return absl::OkStatus();
     }
     case 'X':
+      // Not forwarded: the upstream connection may outlive this session (upstream_pool.h);
+      // AgentSession::CloseUpstream says Terminate itself when it closes the connection.
       s_.client_terminated_ = true;
-      break;
+      return absl::OkStatus();
     case 'c':
       s_.tracker_.OnCopyDone();
       break;
@@ -159,6 +179,7 @@ std::string AgentSession::FrontendHandler::Refusal(const PolicyDecision& decisio
 }
 
 void AgentSession::FrontendHandler::StartRoundTrip(std::string& out) {
+  if (s_.at_round_trip_start_ && s_.restore_owed_) s_.AppendSessionIdRestore(out);
   if (s_.at_round_trip_start_ && s_.check_owed_) s_.AppendIdentityCheck(out);
   s_.at_round_trip_start_ = false;
 }
@@ -182,10 +203,30 @@ void AgentSession::AppendIdentityCheck(std::string& out) {
     return;
   }
   pgwire::AppendQuery(out, inspect::IdentityCheck::QueryText());
+  agent_queries_.push_back(AgentQuery::kIdentityCheck);
   check_owed_ = false;
 }
 
+void AgentSession::AppendSessionIdRestore(std::string& out) {
+  if (!tracker_.OnAgentQuery()) {  // the server would discard it: try again at the next round trip
+    restore_owed_ = true;
+    return;
+  }
+  pgwire::AppendQuery(out, SessionIdSetting(grant_.session_id()));
+  agent_queries_.push_back(AgentQuery::kSessionIdRestore);
+  restore_owed_ = false;
+}
+
 void AgentSession::OnIdentityCheckDone() {
+  const AgentQuery kind = agent_queries_.empty() ? AgentQuery::kIdentityCheck : agent_queries_.front();
+  if (!agent_queries_.empty()) agent_queries_.pop_front();
+  if (kind == AgentQuery::kSessionIdRestore) {
+    // Failed (an aborted transaction, 25P02, in which the RESET did not stick either): again
+    // before the next round trip.
+    if (identity_check_.failed()) restore_owed_ = true;
+    identity_check_.Begin();
+    return;
+  }
   const inspect::IdentityCheck::Verdict verdict = identity_check_.Finish();
   identity_check_.Begin();
   switch (verdict) {

@@ -70,6 +70,16 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> UpstreamStartup
   return parameters;
 }
 
+std::string SessionIdSetting(std::string_view session_id) {
+  std::string sql = "SET pgward.session_id = '";
+  for (char c : session_id) {
+    if (c == '\'') sql.push_back('\'');
+    sql.push_back(c);
+  }
+  sql.push_back('\'');
+  return sql;
+}
+
 ParameterWatch::ParameterWatch(const std::vector<std::pair<std::string, std::string>>& login_parameters) {
   for (const auto& [name, value] : login_parameters) {
     std::string lower = absl::AsciiStrToLower(AV(name));

@@ -26,6 +26,11 @@ namespace pgward::agent {
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> UpstreamStartupParameters(
     const pgward::v1::SessionGrant& grant);
 
+// The statement that gives a reused upstream connection this session's pgward.session_id (the
+// login's start-up packet carried the id of the session that opened it). A literal, quoted for
+// standard_conforming_strings=on, which is pinned.
+std::string SessionIdSetting(std::string_view session_id);
+
 // Why a reported setting change ends a session (the SessionEnded reason).
 inline constexpr std::string_view kIdentityChanged = "identity_changed";
 inline constexpr std::string_view kLexingSettingChanged = "lexing_setting_changed";

@@ -53,7 +53,7 @@ Fixtures
     app_password, log_path), stack.idp (Idp: issuer, clients)
   Do NOT kill or restart the shared stack's processes; use the factories below.
 
-``isolated_agent`` (function scope) -- factory ``isolated_agent(grants=..., start=True)``:
+``isolated_agent`` (function scope) -- factory ``isolated_agent(grants=..., start=True, extra_flags=())``:
   registers and starts a NEW agent on the shared gateway plus a NEW connection to the same
   ``shop`` database, grants ``grants`` (default [("principal","alice-bot","read-write")];
   tuples (kind "principal"|"group", who, mode)) and returns an ``IsolatedAgent`` with
@@ -148,10 +148,11 @@ def isolated_agent(stack):
     made: list[h.IsolatedAgent] = []
 
     def factory(grants=(("principal", "alice-bot", "read-write"),), start: bool = True,
-                name: str | None = None, connection: str | None = None) -> h.IsolatedAgent:
+                name: str | None = None, connection: str | None = None,
+                extra_flags=()) -> h.IsolatedAgent:
         agent_name = name or h.unique("iso-agent-")
         conn_name = connection or h.unique("iso_")
-        agent = stack.add_agent(agent_name, start=start)
+        agent = stack.add_agent(agent_name, start=start, extra_flags=extra_flags)
         stack.create_connection(conn_name, agent_name)
         for kind, who, mode in grants:
             stack.grant(who, conn_name, mode, group=(kind == "group"))

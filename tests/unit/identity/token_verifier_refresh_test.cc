@@ -3,7 +3,9 @@
 
 #include <cstdio>
 #include <fstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -199,6 +201,39 @@ TEST_CASE("the verified-token cache is bounded and forgets expired entries", "[i
   CHECK(cache.size() == 3);
   CHECK(cache.Lookup("e", 100).has_value());
   CHECK_FALSE(cache.Lookup("e", 101).has_value());
+}
+
+
+TEST_CASE("the cache answers only for the exact bytes it verified; a tampered copy is still checked",
+          "[identity]") {
+  VerifierHarness h;
+  REQUIRE(h.verifier().Start().ok());
+  const std::string token = Keys().rsa.Mint("RS256", ValidClaims(h.now()));
+  REQUIRE(h.verifier().Verify(token).ok());  // now cached
+  std::string tampered = token;
+  const size_t sig_start = tampered.rfind('.') + 1;
+  char& c = tampered[sig_start + (tampered.size() - sig_start) / 2];
+  c = c == 'A' ? 'B' : 'A';
+  CHECK(h.verifier().Verify(tampered).status().message() == "bad signature");
+  CHECK(h.verifier().Verify(tampered).status().message() == "bad signature");  // refusals are not cached
+  CHECK(h.verifier().Verify(token).ok());
+}
+
+TEST_CASE("the verified-token cache is safe to share between threads", "[identity]") {
+  VerifiedTokenCache cache(64);
+  VerifiedToken t;
+  t.principal = "p";
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&cache, &t, i] {
+      for (int n = 0; n < 2000; ++n) {
+        const std::string token = "token-" + std::to_string((n * 7 + i) % 200);
+        if (!cache.Lookup(token, n).has_value()) cache.Insert(token, t, n + 100, n);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  CHECK(cache.size() <= 64);
 }
 
 }  // namespace

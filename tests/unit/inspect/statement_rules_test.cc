@@ -216,6 +216,27 @@ TEST_CASE("the application_name shape drivers send is recognized from the parse 
   CHECK(analyzer.AnalyzeParse(sql)->plain_application_name_set == plain);
 }
 
+TEST_CASE("RESET ALL and DISCARD ALL are recognized as resetting the session", "[analyzer]") {
+  auto [sql, resets] = GENERATE(table<std::string, bool>({
+      {"RESET ALL", true},
+      {"reset all;", true},
+      {"DISCARD ALL", true},
+      {"discard all", true},
+      {"DISCARD PLANS", false},
+      {"DISCARD TEMP", false},
+      {"RESET work_mem", false},
+      {"SET work_mem TO DEFAULT", false},
+      {"ALTER ROLE app RESET ALL", false},
+      {"SELECT 1", false},
+  }));
+  SqlAnalyzer analyzer;
+  CAPTURE(sql);
+  auto statements = analyzer.AnalyzeQuery(sql);
+  REQUIRE(statements.size() == 1);
+  CHECK(statements[0]->resets_session == resets);
+  CHECK(analyzer.AnalyzeParse(sql)->resets_session == resets);
+}
+
 TEST_CASE("texts over the size limit are not parsed", "[analyzer][limits]") {
   AnalyzerLimits limits;
   limits.max_statement_bytes = 100;
