@@ -41,9 +41,10 @@ asio::awaitable<void> ControlClient::Run() {
     current_signals_ = signals;
     bool welcomed = co_await Serve(*stream);
     connected_ = false;
-    // A stream the gateway ended keeps the gateway's status (say, UNAUTHENTICATED for a
-    // deleted agent); one this side gave up on is cancelled first.
-    if (!server_ended_) signals->Cancel();
+    // A stream that failed (the gateway ended it, or the connection broke) keeps its real
+    // status, say UNAUTHENTICATED for a deleted agent; a healthy one this side gave up on (an
+    // unknown message) is cancelled, so that it ends.
+    if (gave_up_) signals->Cancel();
     co_await stream->Finished();  // `stream` is gone now
     if (welcomed) backoff = options_.initial_backoff;
     // Full jitter around the current step keeps a fleet of agents from reconnecting in step.
@@ -59,7 +60,7 @@ asio::awaitable<void> ControlClient::Run() {
 
 asio::awaitable<bool> ControlClient::Serve(Stream& stream) {
   broken_ = false;
-  server_ended_ = false;
+  gave_up_ = false;
   heartbeat_ = options_.heartbeat;
   auto* hello = stream.outgoing().mutable_hello();
   hello->set_agent_name(options_.agent_name);
@@ -75,11 +76,11 @@ asio::awaitable<void> ControlClient::ReadLoop(Stream& stream, bool& welcomed) {
   // (GCC 12 miscompiles co_await inside a loop condition; keep awaits in statements.)
   for (;;) {
     const bool ok = co_await stream.Read();
-    if (!ok) {
-      server_ended_ = true;
+    if (!ok) break;
+    if (!Dispatch(stream.incoming(), welcomed)) {
+      gave_up_ = true;
       break;
     }
-    if (!Dispatch(stream.incoming(), welcomed)) break;
   }
   broken_ = true;
   wake_.Post(true);
@@ -176,7 +177,8 @@ asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
               heartbeat.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
   }
   wake_at_queued_.store(0, std::memory_order_relaxed);
-  if (!server_ended_) current_signals_->Cancel();  // the reader may still wait on a healthy-looking stream
+  // A failed write means a dead call, whose reader fails too; otherwise the reader ended it.
+  if (gave_up_) current_signals_->Cancel();
 }
 
 }  // namespace pgward::agent

@@ -73,7 +73,7 @@ class ControlClient {
   net::AsyncSignal wake_;
   std::shared_ptr<StreamSignals> current_signals_;  // of the stream being served
   bool broken_ = false;
-  bool server_ended_ = false;  // the read loop saw the gateway end the stream
+  bool gave_up_ = false;  // this side ended a healthy stream (an unknown message)
   std::chrono::milliseconds heartbeat_;  // on the strand; the Welcome's, else options_.heartbeat
   std::atomic<bool> connected_{false};
   // While the writer holds a batch: the queue size (unacknowledged events) at which Wake()
