@@ -1,9 +1,10 @@
-# The gateway's own code: broker, AgentService, Postgres endpoint, and the binary.
+# The gateway's own code: broker, AgentService, the relay (Postgres endpoint, caller connections and
+# their session streams), and the binary.
 add_library(pgward_gateway_core STATIC
   broker/agent_registry.cc broker/agent_service.cc broker/audit_writer.cc broker/control_stream.cc
   broker/event_bounds.cc broker/session_admission.cc
-  broker/session_broker.cc broker/session_stream.cc
-  frontend/frontend_connection.cc frontend/pg_listener.cc)
+  broker/session_broker.cc
+  relay/frontend_connection.cc relay/pg_listener.cc relay/session_stream.cc)
 pgward_target_defaults(pgward_gateway_core)
 target_link_libraries(pgward_gateway_core PUBLIC pgward_proto pgward_store pgward_admin pgward_identity
   pgward_pgwire pgward_crypto pgward_net pgward_util absl::flat_hash_map absl::synchronization)

@@ -25,7 +25,7 @@
 #include "gateway/broker/agent_service.h"
 #include "gateway/broker/audit_writer.h"
 #include "gateway/broker/session_broker.h"
-#include "gateway/frontend/pg_listener.h"
+#include "gateway/relay/pg_listener.h"
 #include "gateway/identity/http_fetcher.h"
 #include "gateway/identity/issuer_scoped_name.h"
 #include "gateway/identity/token_verifier.h"

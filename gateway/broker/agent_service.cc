@@ -4,7 +4,7 @@
 #include "common/crypto/token_hash.h"
 #include "common/util/log.h"
 #include "gateway/broker/control_stream.h"
-#include "gateway/broker/session_stream.h"
+#include "gateway/relay/session_stream.h"
 
 namespace pgward::gateway {
 namespace {

@@ -17,7 +17,7 @@
 #include "gateway/admin/admin_interfaces.h"
 #include "gateway/broker/agent_registry.h"
 #include "gateway/broker/session_admission.h"
-#include "gateway/broker/session_stream.h"
+#include "gateway/relay/session_stream.h"
 #include "gateway/identity/verified_token.h"
 #include "gateway/store/store.h"
 

@@ -1,7 +1,7 @@
 // Listen address parsing for the gateway's endpoints.
 #include <catch2/catch.hpp>
 
-#include "gateway/frontend/pg_listener.h"
+#include "gateway/relay/pg_listener.h"
 
 using pgward::gateway::ParseHostPort;
 

@@ -1,4 +1,4 @@
-#include "gateway/frontend/pg_listener.h"
+#include "gateway/relay/pg_listener.h"
 
 #include <asio/experimental/as_tuple.hpp>
 

@@ -1,4 +1,4 @@
-#include "gateway/frontend/frontend_connection.h"
+#include "gateway/relay/frontend_connection.h"
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "gateway/frontend/frontend_connection.h"
+#include "gateway/relay/frontend_connection.h"
 
 namespace pgward::gateway {
 

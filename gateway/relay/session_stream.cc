@@ -1,4 +1,4 @@
-#include "gateway/broker/session_stream.h"
+#include "gateway/relay/session_stream.h"
 
 #include "common/util/log.h"
 #include "gateway/broker/session_broker.h"
