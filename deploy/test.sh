@@ -15,7 +15,7 @@ SANITIZERS="${PGWARD_SANITIZERS:-1}"
 # Test binaries whose "concurrency" tests run under TSan (tests/unit/CMakeLists.txt lists the
 # specs). gateway_test, agent_test and admin_test are labelled too but not yet in this list:
 # they have not had a TSan run seen clean.
-TSAN_TEST_BINARIES=(identity_test inspect_test)
+TSAN_TEST_BINARIES=(identity_test inspect_test net_test)
 SUPP="$REPO_ROOT/tests/sanitizers"
 
 START=$SECONDS
