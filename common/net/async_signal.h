@@ -107,10 +107,16 @@ class AsyncSignal {
   struct WaiterFor final : Waiter {
     explicit WaiterFor(Handler h) : handler(std::move(h)) {}
     void Complete(bool ok) override {
-      auto slot = asio::get_associated_cancellation_slot(handler);
-      if (slot.is_connected()) slot.clear();
       auto ex = asio::get_associated_executor(handler);
-      asio::dispatch(ex, [handler = std::move(handler), ok]() mutable { std::move(handler)(ok); });
+      asio::dispatch(ex, [handler = std::move(handler), ok]() mutable {
+        // The slot is cleared here, on the handler's executor, because that is where `||`
+        // emits its cancellation (on completing the other branch): clearing it on the posting
+        // thread raced that emit. Until now the slot may still call Cancel(), which finds no
+        // waiter and does nothing.
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        if (slot.is_connected()) slot.clear();
+        std::move(handler)(ok);
+      });
     }
     Handler handler;
   };

@@ -91,11 +91,15 @@ asio::error_code MaybeTlsStream::SslFailure(int result, Want& want) {
       const unsigned long queued = ERR_get_error();
       if (queued != 0) return asio::error_code(static_cast<int>(queued), asio::error::get_ssl_category());
       if (errno != 0 && result < 0) return asio::error_code(errno, asio::error::get_system_category());
-      // The peer closed the TCP connection without close_notify.
+      // The peer closed the TCP connection without close_notify (OpenSSL 1.1's way).
       return asio::ssl::error::stream_truncated;
     }
     default: {
       const unsigned long queued = ERR_get_error();
+      // OpenSSL 3 reports a peer that closed TCP without close_notify this way.
+      if (ERR_GET_LIB(queued) == ERR_LIB_SSL && ERR_GET_REASON(queued) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
+        return asio::ssl::error::stream_truncated;
+      }
       return asio::error_code(static_cast<int>(queued != 0 ? queued : static_cast<unsigned long>(error)),
                               asio::error::get_ssl_category());
     }

@@ -179,6 +179,54 @@ TEST_CASE("async signal: Wait() || timer returns the posted value and cancels th
   CHECK(std::chrono::steady_clock::now() - start < 30s);  // the 60 s timer was cancelled
 }
 
+TEST_CASE("async signal: a Post racing the timer of Wait() || timer: either order completes, with no data race",
+          "[async-signal][net-concurrency]") {
+  // The timer's completion (on the executor) cancels the signal's wait while another thread's
+  // Post completes it (the broker's pairing timeout against an agent's arrival). Whichever
+  // wins, the race must return; TSan checks the cancellation against the completion.
+  asio::io_context io;
+  const auto executor = SerialExecutor::Make(io);
+  AsyncSignal signal(executor);
+  constexpr int kRounds = 1000;
+  int timer_won = 0;
+  int signal_won = 0;
+  for (int round = 0; round < kRounds; ++round) {
+    std::atomic<bool> go{false};
+    // A different head start each round, so the Post lands before, during and after the
+    // timer's completion.
+    const int delay_spins = (round % 40) * 200;
+    std::thread poster([&] {
+      while (!go.load()) std::this_thread::yield();
+      for (int spin = 0; spin < delay_spins; ++spin) std::atomic_signal_fence(std::memory_order_seq_cst);
+      signal.Post(true);
+    });
+    auto race = [&]() -> asio::awaitable<std::size_t> {
+      asio::steady_timer timer(co_await asio::this_coro::executor, 0ms);
+      go.store(true);
+      auto winner = co_await (signal.Wait() || timer.async_wait(asio::use_awaitable));
+      co_return winner.index();
+    };
+    const auto winner = RunToCompletion(io, executor, race());
+    poster.join();
+    if (winner == 0) {
+      ++signal_won;
+    } else {
+      ++timer_won;
+    }
+    // A Post that came after the cancelled wait is kept: drain it so every round starts alike.
+    auto drain = [&]() -> asio::awaitable<bool> {
+      asio::steady_timer timer(co_await asio::this_coro::executor, 0ms);
+      auto r = co_await (signal.Wait() || timer.async_wait(asio::use_awaitable));
+      co_return r.index() == 0;
+    };
+    RunToCompletion(io, executor, drain());
+  }
+  CHECK(timer_won + signal_won == kRounds);
+  // The varied head start made both orders happen, so both paths were raced.
+  CHECK(timer_won > 0);
+  CHECK(signal_won > 0);
+}
+
 TEST_CASE("async signal: 10,000 Post/Wait round trips between two threads lose no wake-up",
           "[async-signal][net-concurrency]") {
   // Each side's coroutine runs on its own io_context and thread, so every Post comes from
