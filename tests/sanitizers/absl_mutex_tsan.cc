@@ -28,6 +28,26 @@ using Plain = void (*)(absl::Mutex*);
 using Try = bool (*)(absl::Mutex*);
 using WithCond = void (*)(absl::Mutex*, const absl::Condition&);
 
+// A condition evaluated by Abseil with the mutex held: acquire/release around it.
+struct VisibleCondition {
+  absl::Mutex* mu;
+  const absl::Condition* cond;
+  static bool Eval(VisibleCondition* self) {
+    __tsan_acquire(self->mu);
+    const bool result = self->cond->Eval();
+    __tsan_release(self->mu);
+    return result;
+  }
+};
+
+// Abseil's deadlock detection keeps its lock graph (GraphCycles) under an internal spin lock
+// TSan cannot see, and gRPC's threads take absl::Mutex all the time: every graph update would
+// be reported. It is a debugging aid with no effect on behaviour; TSan checks locking itself.
+const bool kDeadlockDetectionOff = [] {
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  return true;
+}();
+
 }  // namespace
 
 namespace absl {
@@ -66,15 +86,20 @@ bool Mutex::TryLock() {
 
 void Mutex::LockWhen(const Condition& cond) {
   static const WithCond real = Real<WithCond>("_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE");
-  real(this, cond);
+  VisibleCondition visible{this, &cond};
+  real(this, Condition(&VisibleCondition::Eval, &visible));
   __tsan_acquire(this);
 }
 
-// Await releases the mutex while it waits and holds it again on return.
+// Await releases the mutex while it waits and holds it again on return. Abseil evaluates the
+// condition with the mutex held, but on whichever thread holds it at that moment (the waiter,
+// or a thread unlocking on its behalf), between our release and acquire: the condition is
+// wrapped so that its evaluation acquires and releases too.
 void Mutex::Await(const Condition& cond) {
   static const WithCond real = Real<WithCond>("_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE");
+  VisibleCondition visible{this, &cond};
   __tsan_release(this);
-  real(this, cond);
+  real(this, Condition(&VisibleCondition::Eval, &visible));
   __tsan_acquire(this);
 }
 
