@@ -67,6 +67,10 @@ class SerialExecutor {
   friend bool operator!=(const SerialExecutor& a, const SerialExecutor& b) noexcept { return !(a == b); }
 
  private:
+  // Runs nothing; posted to restart draining a queue (one type, so Run<Nothing> is finite).
+  struct Nothing {
+    void operator()() const {}
+  };
   struct TaskBase {
     virtual ~TaskBase() = default;
     virtual void Run() = 0;
@@ -89,18 +93,24 @@ class SerialExecutor {
 
   // Runs `f`, then whatever was queued meanwhile, then lets go. Exceptions do not escape
   // session code (coroutines catch their own); should one, the serializer is released so the
-  // session is not wedged, and the exception goes on to the thread's loop.
+  // session is not wedged, what was queued behind it is run from the io_context, and the
+  // exception goes on to the thread's loop.
   template <typename Function>
   void Run(Function&& f) const {
     struct Release {
-      State* state;
+      const SerialExecutor* self;
       bool armed = true;
       ~Release() {
         if (!armed) return;
-        std::lock_guard<std::mutex> lock(state->mu);
-        state->running = false;
+        bool queued;
+        {
+          std::lock_guard<std::mutex> lock(self->state_->mu);
+          self->state_->running = false;
+          queued = !self->state_->queue.empty();
+        }
+        if (queued) self->require(asio::execution::blocking.never).execute(Nothing{});
       }
-    } release{state_.get()};
+    } release{this};
     std::move(f)();
     for (;;) {
       std::unique_ptr<TaskBase> next;

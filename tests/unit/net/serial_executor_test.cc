@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -285,6 +286,26 @@ TEST_CASE("serial executor: usable as asio::any_io_executor", "[serial-executor]
   io.restart();
   io.run_for(testing::kHardLimit);
   CHECK(fired);
+}
+
+TEST_CASE("a task that throws releases the executor and what was queued behind it still runs", "[net]") {
+  asio::io_context io;
+  const SerialExecutor executor = SerialExecutor::Make(io);
+  bool queued_ran = false;
+  bool later_ran = false;
+  CHECK_THROWS_AS(executor.execute([&] {
+    executor.execute([&] { queued_ran = true; });  // queued: the executor is running
+    throw std::runtime_error("escaped");
+  }),
+                  std::runtime_error);
+  CHECK_FALSE(queued_ran);
+  // Released at once: new work runs inline again.
+  executor.execute([&] { later_ran = true; });
+  CHECK(later_ran);
+  // The queued task was either drained by that inline run or by the restart posted to the
+  // io_context; either way it runs, and exactly once.
+  io.run_for(200ms);
+  CHECK(queued_ran);
 }
 
 }  // namespace
