@@ -191,7 +191,10 @@ pidfile = $BOUNCER_DIR/pgbouncer.pid
 INI
 chown -R postgres:postgres "$BOUNCER_DIR"
 chmod 600 "$BOUNCER_DIR/client.key" "$BOUNCER_DIR/userlist.txt"
-runuser -u postgres -- /usr/sbin/pgbouncer -d "$BOUNCER_DIR/pgbouncer.ini" >"$BOUNCER_DIR/start.log" 2>&1 ||
+# runuser's PAM session resets the soft open-files limit (1024 here): raise it again inside, to
+# this shell's limit, or PgBouncer stops accepting at ~1,000 clients ("Too many open files").
+runuser -u postgres -- sh -c 'ulimit -n "$1" 2>/dev/null; exec /usr/sbin/pgbouncer -d "$2"' sh "$(ulimit -n)" \
+  "$BOUNCER_DIR/pgbouncer.ini" >"$BOUNCER_DIR/start.log" 2>&1 ||
   die "PgBouncer did not start; see $BOUNCER_DIR/start.log and pgbouncer.log"
 for _ in $(seq 100); do [ -s "$BOUNCER_DIR/pgbouncer.pid" ] && break; sleep 0.1; done
 [ -s "$BOUNCER_DIR/pgbouncer.pid" ] || die "PgBouncer wrote no pidfile; see $BOUNCER_DIR/pgbouncer.log"
@@ -453,7 +456,8 @@ if [ "$RUN_SESSIONS" -eq 1 ]; then
       load="$(cut -d' ' -f1 /proc/loadavg)"
       # sessions.py exits 1 when some sessions could not be opened; the JSON line says how many.
       # shellcheck disable=SC2046
-      env $(target_env "$t") $PY "$REPO_ROOT/bench/sessions.py" --sessions "$SESSIONS" --scale "$SCALE" \
+      # A target that stops accepting must fail the run, not hang it: 15 s per connect attempt.
+      env $(target_env "$t") PGCONNECT_TIMEOUT=15 $PY "$REPO_ROOT/bench/sessions.py" --sessions "$SESSIONS" --scale "$SCALE" \
         $(rss_watch "$t") >"$out" 2>&1 || true
       f="$(tail -1 "$out")"
       [[ "$f" == \{* ]] || die "sessions.py through $t failed: $(tail -3 "$out")"
