@@ -48,7 +48,7 @@ if [ "$SANITIZERS" != "0" ]; then
   stage "ASan+UBSan build"
   cmake -S . -B "$ASAN_BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPGWARD_WERROR=ON \
     -DPGWARD_SANITIZE=address,undefined
-  ninja -C "$ASAN_BUILD_DIR" -j "$(nproc)" pgward-gateway pgward-agent pgwardctl rogue_agent
+  ninja -C "$ASAN_BUILD_DIR" -j "$(nproc)" pgward-gateway pgward-agent pgwardctl rogue_agent bulk_reader
 
   # abort_on_error/halt_on_error: a finding ends the process; the harness also fails the run
   # on any sanitizer report in a gateway/agent log or a pgwardctl/rogue_agent stderr.
