@@ -129,7 +129,7 @@ int main(int argc, char** argv) {
   auto stub = pgward::v1::AgentService::NewStub(channel);
 
   // Every gRPC call of the agent completes on this one thread (grpc_driver.h).
-  pgward::agent::GrpcDriver grpc_driver;
+  pgward::net::GrpcDriver grpc_driver;
   asio::io_context io;
   auto work = asio::make_work_guard(io);
   // SCRAM's PBKDF2 (up to crypto::kMaxScramIterations rounds) runs here, never on the I/O

@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/crypto/secret_box.h"
 #include "common/crypto/tls_material.h"
+#include "common/net/grpc_driver.h"
 #include "common/util/flag_args.h"
 #include "common/util/log.h"
 #include "common/util/process_hardening.h"
@@ -191,16 +192,23 @@ int main(int argc, char** argv) {
   asio::thread_pool blocking_pool(2);
   broker_options.store_executor = blocking_pool.get_executor();
   pgward::gateway::SessionBroker broker(**store, *secrets, registry, broker_options);
-  pgward::gateway::AgentServiceImpl agent_service(**store, registry, audit, broker, 10000);
+  pgward::gateway::AgentServiceImpl agent_service(**store, registry, audit, broker, 10000,
+                                                  blocking_pool.get_executor());
   pgward::admin::AdminServiceImpl admin_service(**store, *secrets, authorizer, broker, issuers);
+  // Admin calls (store scans, OIDC verification of an admin's token) on a thread of their own:
+  // a long audit listing never delays a caller's login.
+  asio::thread_pool admin_pool(1);
 
   grpc::SslServerCredentialsOptions ssl;
   ssl.pem_key_cert_pairs.push_back({key_pem, cert_pem});
   grpc::ServerBuilder builder;
   int grpc_port = 0;
   builder.AddListeningPort(absl::GetFlag(FLAGS_grpc_listen), grpc::SslServerCredentials(ssl), &grpc_port);
-  builder.RegisterService(&agent_service);
-  builder.RegisterService(&admin_service);
+  builder.RegisterService(agent_service.service());
+  builder.RegisterService(admin_service.service());
+  // Every service is on the completion-queue API, polled by one thread (common/net/grpc_driver.h):
+  // no callback service may be registered, or gRPC's callback threads join the poller rotation.
+  std::unique_ptr<grpc::ServerCompletionQueue> grpc_queue = builder.AddCompletionQueue();
   builder.SetMaxReceiveMessageSize(kMaxGrpcReceiveBytes);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
@@ -216,6 +224,9 @@ int main(int argc, char** argv) {
   builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 4 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || grpc_port == 0) Die("cannot listen for gRPC on " + absl::GetFlag(FLAGS_grpc_listen));
+  pgward::net::GrpcDriver grpc_driver(std::move(grpc_queue));
+  agent_service.Start(grpc_driver.server_cq());
+  admin_service.Start(grpc_driver.server_cq(), admin_pool.get_executor());
 
   asio::io_context io;
   asio::ssl::context tls(asio::ssl::context::tls_server);
@@ -252,5 +263,6 @@ int main(int argc, char** argv) {
   for (int i = 1; i < std::max(1, absl::GetFlag(FLAGS_io_threads)); ++i) threads.emplace_back([&io] { io.run(); });
   io.run();
   for (auto& t : threads) t.join();
+  server->Shutdown();  // before the driver's queue shuts down
   return 0;
 }

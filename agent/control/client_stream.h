@@ -12,7 +12,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "agent/control/grpc_driver.h"
+#include "common/net/grpc_driver.h"
 #include "common/net/async_signal.h"
 
 namespace pgward::agent {
@@ -37,7 +37,7 @@ struct StreamSignals : net::StreamCompletions {
   grpc::ClientContext* context ABSL_GUARDED_BY(mu) = nullptr;
 };
 
-// One bidi call on the completion-queue API (GrpcDriver), bridged to asio: each Read/Write
+// One bidi call on the completion-queue API (net::GrpcDriver), bridged to asio: each Read/Write
 // starts the operation and awaits its completion (one read and one write in flight), which
 // gives end-to-end backpressure. The completion resumes the owner's coroutine through its
 // executor: on a SerialExecutor that happens inline on the driver's thread when the session is
@@ -50,7 +50,7 @@ class ClientStream {
   // Prepares the call on `cq`, e.g. stub.PrepareAsyncSession(context, cq).
   using Starter = std::function<std::unique_ptr<Call>(grpc::ClientContext*, grpc::CompletionQueue*)>;
 
-  ClientStream(const Starter& start, GrpcDriver& driver, const asio::any_io_executor& executor,
+  ClientStream(const Starter& start, net::GrpcDriver& driver, const asio::any_io_executor& executor,
                const std::string& agent_name, const std::string& agent_token)
       : signals_(std::make_shared<StreamSignals>(executor)) {
     context_.AddMetadata("authorization", "Bearer " + agent_token);
@@ -112,7 +112,7 @@ class ClientStream {
 
  private:
   enum class Op { kStart, kRead, kWrite, kFinish };
-  class Tag final : public GrpcTag {
+  class Tag final : public net::GrpcTag {
    public:
     Tag(ClientStream* stream, Op op) : stream_(stream), op_(op) {}
     void Done(bool ok) override { stream_->OnDone(op_, ok); }

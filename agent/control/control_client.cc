@@ -12,7 +12,7 @@ namespace pgward::agent {
 
 using namespace asio::experimental::awaitable_operators;
 
-ControlClient::ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub, GrpcDriver& grpc,
+ControlClient::ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub, net::GrpcDriver& grpc,
                              ControlOptions options, SessionManager& sessions, EventQueue& events)
     : strand_(net::SerialExecutor::Make(io)),
       stub_(stub),

@@ -33,7 +33,7 @@ struct ControlOptions {
 // cancels, ends and acks while streaming events and heartbeats up.
 class ControlClient {
  public:
-  ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub, GrpcDriver& grpc, ControlOptions options,
+  ControlClient(asio::io_context& io, pgward::v1::AgentService::Stub& stub, net::GrpcDriver& grpc, ControlOptions options,
                 SessionManager& sessions, EventQueue& events);
 
   // Spawn Run() on executor(): its read and write loops then never run at the same time.
@@ -66,7 +66,7 @@ class ControlClient {
   // an event appended by a session starts its write right there, no thread hand-off.
   asio::any_io_executor strand_;
   pgward::v1::AgentService::Stub& stub_;
-  GrpcDriver& grpc_;
+  net::GrpcDriver& grpc_;
   ControlOptions options_;
   SessionManager& sessions_;
   EventQueue& events_;

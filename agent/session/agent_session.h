@@ -39,7 +39,7 @@ class SessionEventSink {
 
 struct SessionDeps {
   pgward::v1::AgentService::Stub* stub = nullptr;
-  GrpcDriver* grpc = nullptr;  // runs the session streams' completions; required
+  net::GrpcDriver* grpc = nullptr;  // runs the session streams' completions; required
   std::string agent_name;
   std::string agent_token;
   TlsContexts* tls = nullptr;

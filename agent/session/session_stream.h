@@ -8,7 +8,7 @@ namespace pgward::agent {
 
 using SessionStream = ClientStream<pgward::v1::SessionFrame, pgward::v1::SessionFrame>;
 
-inline SessionStream* OpenSessionStream(pgward::v1::AgentService::Stub& stub, GrpcDriver& driver,
+inline SessionStream* OpenSessionStream(pgward::v1::AgentService::Stub& stub, net::GrpcDriver& driver,
                                         const asio::any_io_executor& executor, const std::string& agent_name,
                                         const std::string& agent_token) {
   return new SessionStream(

@@ -10,6 +10,7 @@
 #include "common/crypto/random.h"
 #include "common/crypto/token_hash.h"
 #include "common/util/log.h"
+#include "common/net/grpc_server_calls.h"
 #include "gateway/admin/admin_validation.h"
 
 namespace pgward::admin {
@@ -64,7 +65,7 @@ bool AppendBounded(std::vector<Row>& rows, google::protobuf::RepeatedPtrField<Ro
 
 }  // namespace
 
-absl::StatusOr<std::string> AdminServiceImpl::AuthorizeCall(const grpc::CallbackServerContext& ctx) {
+absl::StatusOr<std::string> AdminServiceImpl::AuthorizeCall(const grpc::ServerContext& ctx) {
   const auto& metadata = ctx.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) return authorizer_.Authorize("");
@@ -76,24 +77,18 @@ absl::StatusOr<std::string> AdminServiceImpl::AuthorizeCall(const grpc::Callback
 }
 
 template <typename Handler>
-grpc::ServerUnaryReactor* AdminServiceImpl::Serve(grpc::CallbackServerContext* ctx, const char* method,
-                                                  Handler&& handler) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+grpc::Status AdminServiceImpl::Serve(grpc::ServerContext* ctx, const char* method, Handler&& handler) {
   absl::StatusOr<std::string> admin = AuthorizeCall(*ctx);
-  absl::Status status;
   if (!admin.ok()) {
     Log(LogLevel::kWarn, "admin", method, " refused for ", ctx->peer(), ": ", admin.status().message());
-    status = admin.status();
-  } else {
-    status = handler(*admin);
+    return ToGrpc(admin.status(), method);
   }
-  reactor->Finish(ToGrpc(status, method));
-  return reactor;
+  return ToGrpc(handler(*admin), method);
 }
 
 // --- agents
 
-grpc::ServerUnaryReactor* AdminServiceImpl::CreateAgent(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::CreateAgent(grpc::ServerContext* ctx,
                                                         const pgward::v1::CreateAgentRequest* req,
                                                         pgward::v1::CreateAgentResponse* resp) {
   return Serve(ctx, "CreateAgent", [&](const std::string& admin) -> absl::Status {
@@ -109,7 +104,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateAgent(grpc::CallbackServerCont
   });
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListAgents(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::ListAgents(grpc::ServerContext* ctx,
                                                        const pgward::v1::ListAgentsRequest*,
                                                        pgward::v1::ListAgentsResponse* resp) {
   return Serve(ctx, "ListAgents", [&](const std::string&) -> absl::Status {
@@ -124,7 +119,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListAgents(grpc::CallbackServerConte
   });
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::DeleteAgent(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::DeleteAgent(grpc::ServerContext* ctx,
                                                         const pgward::v1::DeleteAgentRequest* req,
                                                         pgward::v1::DeleteAgentResponse*) {
   return Serve(ctx, "DeleteAgent", [&](const std::string& admin) -> absl::Status {
@@ -140,7 +135,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DeleteAgent(grpc::CallbackServerCont
 
 // --- connections
 
-grpc::ServerUnaryReactor* AdminServiceImpl::CreateConnection(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::CreateConnection(grpc::ServerContext* ctx,
                                                              const pgward::v1::CreateConnectionRequest* req,
                                                              pgward::v1::Connection* resp) {
   return Serve(ctx, "CreateConnection",
@@ -171,7 +166,7 @@ absl::Status AdminServiceImpl::DoCreateConnection(const std::string& admin,
   return absl::OkStatus();
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::UpdateConnection(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::UpdateConnection(grpc::ServerContext* ctx,
                                                              const pgward::v1::UpdateConnectionRequest* req,
                                                              pgward::v1::Connection* resp) {
   return Serve(ctx, "UpdateConnection",
@@ -224,7 +219,7 @@ absl::Status AdminServiceImpl::DoUpdateConnection(const std::string& admin,
   return absl::OkStatus();
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListConnections(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::ListConnections(grpc::ServerContext* ctx,
                                                             const pgward::v1::ListConnectionsRequest*,
                                                             pgward::v1::ListConnectionsResponse* resp) {
   return Serve(ctx, "ListConnections", [&](const std::string&) -> absl::Status {
@@ -236,7 +231,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListConnections(grpc::CallbackServer
   });
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::DeleteConnection(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::DeleteConnection(grpc::ServerContext* ctx,
                                                              const pgward::v1::DeleteConnectionRequest* req,
                                                              pgward::v1::DeleteConnectionResponse*) {
   return Serve(ctx, "DeleteConnection", [&](const std::string& admin) { return DoDeleteConnection(admin, req->name()); });
@@ -265,7 +260,7 @@ absl::Status AdminServiceImpl::DoDeleteConnection(const std::string& admin, cons
 
 // --- grants
 
-grpc::ServerUnaryReactor* AdminServiceImpl::CreateGrant(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::CreateGrant(grpc::ServerContext* ctx,
                                                         const pgward::v1::CreateGrantRequest* req,
                                                         pgward::v1::Grant* resp) {
   return Serve(ctx, "CreateGrant", [&](const std::string& admin) -> absl::Status {
@@ -284,7 +279,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateGrant(grpc::CallbackServerCont
   });
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::ListGrants(grpc::ServerContext* ctx,
                                                        const pgward::v1::ListGrantsRequest* req,
                                                        pgward::v1::ListGrantsResponse* resp) {
   return Serve(ctx, "ListGrants", [&](const std::string&) -> absl::Status {
@@ -295,7 +290,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListGrants(grpc::CallbackServerConte
   });
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::DeleteGrant(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::DeleteGrant(grpc::ServerContext* ctx,
                                                         const pgward::v1::DeleteGrantRequest* req,
                                                         pgward::v1::DeleteGrantResponse*) {
   return Serve(ctx, "DeleteGrant", [&](const std::string& admin) -> absl::Status {
@@ -309,7 +304,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DeleteGrant(grpc::CallbackServerCont
 
 // --- sessions and audit
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListSessions(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::ListSessions(grpc::ServerContext* ctx,
                                                          const pgward::v1::ListSessionsRequest* req,
                                                          pgward::v1::ListSessionsResponse* resp) {
   return Serve(ctx, "ListSessions", [&](const std::string&) -> absl::Status {
@@ -320,7 +315,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListSessions(grpc::CallbackServerCon
   });
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::KillSession(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::KillSession(grpc::ServerContext* ctx,
                                                         const pgward::v1::KillSessionRequest* req,
                                                         pgward::v1::KillSessionResponse*) {
   return Serve(ctx, "KillSession", [&](const std::string& admin) -> absl::Status {
@@ -333,7 +328,7 @@ grpc::ServerUnaryReactor* AdminServiceImpl::KillSession(grpc::CallbackServerCont
   });
 }
 
-grpc::ServerUnaryReactor* AdminServiceImpl::ListAudit(grpc::CallbackServerContext* ctx,
+grpc::Status AdminServiceImpl::ListAudit(grpc::ServerContext* ctx,
                                                       const pgward::v1::ListAuditRequest* req,
                                                       pgward::v1::ListAuditResponse* resp) {
   return Serve(ctx, "ListAudit", [&](const std::string&) -> absl::Status {
@@ -342,6 +337,44 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListAudit(grpc::CallbackServerContex
     resp->set_truncated(!AppendBounded(*rows, *resp->mutable_rows()));
     return absl::OkStatus();
   });
+}
+
+// --- serving
+
+namespace {
+
+// Serves `method` of `impl` for the calls `request` (AsyncService::RequestXxx) brings.
+template <typename Request, typename Response, typename RequestFn>
+void StartMethod(AdminServiceImpl* impl, pgward::v1::AdminService::AsyncService* service, RequestFn request,
+                 grpc::Status (AdminServiceImpl::*method)(grpc::ServerContext*, const Request*, Response*),
+                 grpc::ServerCompletionQueue* cq, const asio::any_io_executor& executor) {
+  net::UnaryMethod<Request, Response>::Start(
+      [service, request](grpc::ServerContext* context, Request* req, grpc::ServerAsyncResponseWriter<Response>* writer,
+                         grpc::ServerCompletionQueue* queue,
+                         void* tag) { (service->*request)(context, req, writer, queue, queue, tag); },
+      cq, executor,
+      [impl, method](grpc::ServerContext& context, const Request& req, Response& resp) {
+        return (impl->*method)(&context, &req, &resp);
+      });
+}
+
+}  // namespace
+
+void AdminServiceImpl::Start(grpc::ServerCompletionQueue* cq, const asio::any_io_executor& executor) {
+  using Service = pgward::v1::AdminService::AsyncService;
+  StartMethod(this, &service_, &Service::RequestCreateAgent, &AdminServiceImpl::CreateAgent, cq, executor);
+  StartMethod(this, &service_, &Service::RequestListAgents, &AdminServiceImpl::ListAgents, cq, executor);
+  StartMethod(this, &service_, &Service::RequestDeleteAgent, &AdminServiceImpl::DeleteAgent, cq, executor);
+  StartMethod(this, &service_, &Service::RequestCreateConnection, &AdminServiceImpl::CreateConnection, cq, executor);
+  StartMethod(this, &service_, &Service::RequestUpdateConnection, &AdminServiceImpl::UpdateConnection, cq, executor);
+  StartMethod(this, &service_, &Service::RequestListConnections, &AdminServiceImpl::ListConnections, cq, executor);
+  StartMethod(this, &service_, &Service::RequestDeleteConnection, &AdminServiceImpl::DeleteConnection, cq, executor);
+  StartMethod(this, &service_, &Service::RequestCreateGrant, &AdminServiceImpl::CreateGrant, cq, executor);
+  StartMethod(this, &service_, &Service::RequestListGrants, &AdminServiceImpl::ListGrants, cq, executor);
+  StartMethod(this, &service_, &Service::RequestDeleteGrant, &AdminServiceImpl::DeleteGrant, cq, executor);
+  StartMethod(this, &service_, &Service::RequestListSessions, &AdminServiceImpl::ListSessions, cq, executor);
+  StartMethod(this, &service_, &Service::RequestKillSession, &AdminServiceImpl::KillSession, cq, executor);
+  StartMethod(this, &service_, &Service::RequestListAudit, &AdminServiceImpl::ListAudit, cq, executor);
 }
 
 }  // namespace pgward::admin

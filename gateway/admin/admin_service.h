@@ -3,6 +3,7 @@
 // secret except an agent's token once, at creation.
 #pragma once
 
+#include <asio.hpp>
 #include <string>
 #include <vector>
 
@@ -15,7 +16,10 @@
 
 namespace pgward::admin {
 
-class AdminServiceImpl : public pgward::v1::AdminService::CallbackService {
+// Served on the gateway's gRPC driver (common/net/grpc_server_calls.h): each call's handler
+// runs on the executor given to Start, never on the driver's thread, because handlers use the
+// store and may verify an OIDC token (a JWKS fetch).
+class AdminServiceImpl {
  public:
   // Responses that list rows stay under this many bytes: below gRPC's default 4 MiB receive
   // limit, so pgwardctl and any other client can always read them. A response cut short says
@@ -29,47 +33,53 @@ class AdminServiceImpl : public pgward::v1::AdminService::CallbackService {
       : store_(store), secrets_(secrets), authorizer_(authorizer), live_(live),
         trusted_issuers_(std::move(trusted_issuers)) {}
 
-  grpc::ServerUnaryReactor* CreateAgent(grpc::CallbackServerContext* ctx, const pgward::v1::CreateAgentRequest* req,
-                                        pgward::v1::CreateAgentResponse* resp) override;
-  grpc::ServerUnaryReactor* ListAgents(grpc::CallbackServerContext* ctx, const pgward::v1::ListAgentsRequest* req,
-                                       pgward::v1::ListAgentsResponse* resp) override;
-  grpc::ServerUnaryReactor* DeleteAgent(grpc::CallbackServerContext* ctx, const pgward::v1::DeleteAgentRequest* req,
-                                        pgward::v1::DeleteAgentResponse* resp) override;
+  // For ServerBuilder::RegisterService.
+  grpc::Service* service() { return &service_; }
+  // Starts serving every method; after the server started. Keep `executor` running until
+  // grpc::Server::Shutdown returned.
+  void Start(grpc::ServerCompletionQueue* cq, const asio::any_io_executor& executor);
 
-  grpc::ServerUnaryReactor* CreateConnection(grpc::CallbackServerContext* ctx,
+  // One method per rpc of admin.proto, served by Start. They block on the store.
+  grpc::Status CreateAgent(grpc::ServerContext* ctx, const pgward::v1::CreateAgentRequest* req,
+                                        pgward::v1::CreateAgentResponse* resp);
+  grpc::Status ListAgents(grpc::ServerContext* ctx, const pgward::v1::ListAgentsRequest* req,
+                                       pgward::v1::ListAgentsResponse* resp);
+  grpc::Status DeleteAgent(grpc::ServerContext* ctx, const pgward::v1::DeleteAgentRequest* req,
+                                        pgward::v1::DeleteAgentResponse* resp);
+
+  grpc::Status CreateConnection(grpc::ServerContext* ctx,
                                              const pgward::v1::CreateConnectionRequest* req,
-                                             pgward::v1::Connection* resp) override;
-  grpc::ServerUnaryReactor* UpdateConnection(grpc::CallbackServerContext* ctx,
+                                             pgward::v1::Connection* resp);
+  grpc::Status UpdateConnection(grpc::ServerContext* ctx,
                                              const pgward::v1::UpdateConnectionRequest* req,
-                                             pgward::v1::Connection* resp) override;
-  grpc::ServerUnaryReactor* ListConnections(grpc::CallbackServerContext* ctx,
+                                             pgward::v1::Connection* resp);
+  grpc::Status ListConnections(grpc::ServerContext* ctx,
                                             const pgward::v1::ListConnectionsRequest* req,
-                                            pgward::v1::ListConnectionsResponse* resp) override;
-  grpc::ServerUnaryReactor* DeleteConnection(grpc::CallbackServerContext* ctx,
+                                            pgward::v1::ListConnectionsResponse* resp);
+  grpc::Status DeleteConnection(grpc::ServerContext* ctx,
                                              const pgward::v1::DeleteConnectionRequest* req,
-                                             pgward::v1::DeleteConnectionResponse* resp) override;
+                                             pgward::v1::DeleteConnectionResponse* resp);
 
-  grpc::ServerUnaryReactor* CreateGrant(grpc::CallbackServerContext* ctx, const pgward::v1::CreateGrantRequest* req,
-                                        pgward::v1::Grant* resp) override;
-  grpc::ServerUnaryReactor* ListGrants(grpc::CallbackServerContext* ctx, const pgward::v1::ListGrantsRequest* req,
-                                       pgward::v1::ListGrantsResponse* resp) override;
-  grpc::ServerUnaryReactor* DeleteGrant(grpc::CallbackServerContext* ctx, const pgward::v1::DeleteGrantRequest* req,
-                                        pgward::v1::DeleteGrantResponse* resp) override;
+  grpc::Status CreateGrant(grpc::ServerContext* ctx, const pgward::v1::CreateGrantRequest* req,
+                                        pgward::v1::Grant* resp);
+  grpc::Status ListGrants(grpc::ServerContext* ctx, const pgward::v1::ListGrantsRequest* req,
+                                       pgward::v1::ListGrantsResponse* resp);
+  grpc::Status DeleteGrant(grpc::ServerContext* ctx, const pgward::v1::DeleteGrantRequest* req,
+                                        pgward::v1::DeleteGrantResponse* resp);
 
-  grpc::ServerUnaryReactor* ListSessions(grpc::CallbackServerContext* ctx, const pgward::v1::ListSessionsRequest* req,
-                                         pgward::v1::ListSessionsResponse* resp) override;
-  grpc::ServerUnaryReactor* KillSession(grpc::CallbackServerContext* ctx, const pgward::v1::KillSessionRequest* req,
-                                        pgward::v1::KillSessionResponse* resp) override;
+  grpc::Status ListSessions(grpc::ServerContext* ctx, const pgward::v1::ListSessionsRequest* req,
+                                         pgward::v1::ListSessionsResponse* resp);
+  grpc::Status KillSession(grpc::ServerContext* ctx, const pgward::v1::KillSessionRequest* req,
+                                        pgward::v1::KillSessionResponse* resp);
 
-  grpc::ServerUnaryReactor* ListAudit(grpc::CallbackServerContext* ctx, const pgward::v1::ListAuditRequest* req,
-                                      pgward::v1::ListAuditResponse* resp) override;
+  grpc::Status ListAudit(grpc::ServerContext* ctx, const pgward::v1::ListAuditRequest* req,
+                                      pgward::v1::ListAuditResponse* resp);
 
  private:
-  // Authorizes the call, runs `handler(admin_identity)` and finishes the default reactor
-  // with its status. Store access is short and local, so it runs on the callback thread.
+  // Authorizes the call, runs `handler(admin_identity)` and returns its status for the wire.
   template <typename Handler>
-  grpc::ServerUnaryReactor* Serve(grpc::CallbackServerContext* ctx, const char* method, Handler&& handler);
-  absl::StatusOr<std::string> AuthorizeCall(const grpc::CallbackServerContext& ctx);
+  grpc::Status Serve(grpc::ServerContext* ctx, const char* method, Handler&& handler);
+  absl::StatusOr<std::string> AuthorizeCall(const grpc::ServerContext& ctx);
 
   absl::Status DoCreateConnection(const std::string& admin, const pgward::v1::CreateConnectionRequest& req,
                                   pgward::v1::Connection& resp);
@@ -77,6 +87,7 @@ class AdminServiceImpl : public pgward::v1::AdminService::CallbackService {
                                   pgward::v1::Connection& resp);
   absl::Status DoDeleteConnection(const std::string& admin, const std::string& name);
 
+  pgward::v1::AdminService::AsyncService service_;
   store::Store& store_;
   const crypto::SecretBox& secrets_;
   AdminAuthorizer& authorizer_;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/match.h"
 #include "common/crypto/token_hash.h"
+#include "common/net/grpc_server_calls.h"
 #include "common/util/log.h"
 #include "gateway/broker/control_stream.h"
 #include "gateway/relay/session_stream.h"
@@ -9,16 +10,8 @@
 namespace pgward::gateway {
 namespace {
 
-// Ends a stream at once with an error status; deletes itself when gRPC is done with it.
-template <typename Request, typename Response>
-class RejectedStream : public grpc::ServerBidiReactor<Request, Response> {
- public:
-  explicit RejectedStream(grpc::Status status) { this->Finish(std::move(status)); }
-  void OnDone() override { delete this; }
-};
-
-std::string Metadata(grpc::CallbackServerContext* context, const char* key) {
-  const auto& metadata = context->client_metadata();
+std::string Metadata(const grpc::ServerContext& context, const char* key) {
+  const auto& metadata = context.client_metadata();
   auto it = metadata.find(key);
   if (it == metadata.end()) return {};
   return std::string(it->second.data(), it->second.size());
@@ -26,8 +19,7 @@ std::string Metadata(grpc::CallbackServerContext* context, const char* key) {
 
 }  // namespace
 
-absl::StatusOr<AgentServiceImpl::AuthenticatedAgent> AgentServiceImpl::Authenticate(
-    grpc::CallbackServerContext* context) {
+absl::StatusOr<AuthenticatedAgent> AgentServiceImpl::Authenticate(const grpc::ServerContext& context) {
   std::string name = Metadata(context, "x-pgward-agent");
   std::string authorization = Metadata(context, "authorization");
   if (name.empty() || !absl::StartsWith(authorization, "Bearer ")) {
@@ -38,31 +30,33 @@ absl::StatusOr<AgentServiceImpl::AuthenticatedAgent> AgentServiceImpl::Authentic
   const std::string token = authorization.substr(7);
   absl::Status status = store_.AuthenticateAgent(name, token);
   if (!status.ok()) {
-    Log(LogLevel::kWarn, "agents", "refused agent \"", name, "\" from ", context->peer(), ": ", status.message());
+    Log(LogLevel::kWarn, "agents", "refused agent \"", name, "\" from ", context.peer(), ": ", status.message());
     return absl::UnauthenticatedError("unknown agent or wrong token");
   }
   return AuthenticatedAgent{std::move(name), crypto::HashToken(token)};
 }
 
-grpc::ServerBidiReactor<pgward::v1::AgentMessage, pgward::v1::GatewayMessage>* AgentServiceImpl::Control(
-    grpc::CallbackServerContext* context) {
-  auto agent = Authenticate(context);
-  if (!agent.ok()) {
-    return new RejectedStream<pgward::v1::AgentMessage, pgward::v1::GatewayMessage>(
-        grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(agent.status().message())));
-  }
-  return new ControlStream(context, agent->name, agent->credential, context->peer(), registry_, audit_, store_,
-                           heartbeat_interval_ms_);
-}
-
-grpc::ServerBidiReactor<pgward::v1::SessionFrame, pgward::v1::SessionFrame>* AgentServiceImpl::Session(
-    grpc::CallbackServerContext* context) {
-  auto agent = Authenticate(context);
-  if (!agent.ok()) {
-    return new RejectedStream<pgward::v1::SessionFrame, pgward::v1::SessionFrame>(
-        grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(agent.status().message())));
-  }
-  return new SessionStream(context, broker_, agent->name);
+void AgentServiceImpl::Start(grpc::ServerCompletionQueue* cq) {
+  using pgward::v1::AgentMessage;
+  using pgward::v1::GatewayMessage;
+  using pgward::v1::SessionFrame;
+  net::BidiAcceptor<AgentMessage, GatewayMessage>::Start(
+      [this](grpc::ServerContext* context, grpc::ServerAsyncReaderWriter<GatewayMessage, AgentMessage>* stream,
+             grpc::ServerCompletionQueue* queue,
+             void* tag) { service_.RequestControl(context, stream, queue, queue, tag); },
+      cq,
+      [this](std::unique_ptr<ControlStream::Call> call) {
+        new ControlStream(std::move(call), ControlStream::Deps{this, &registry_, &audit_, &store_,
+                                                               heartbeat_interval_ms_, store_executor_});
+      });
+  net::BidiAcceptor<SessionFrame, SessionFrame>::Start(
+      [this](grpc::ServerContext* context, grpc::ServerAsyncReaderWriter<SessionFrame, SessionFrame>* stream,
+             grpc::ServerCompletionQueue* queue,
+             void* tag) { service_.RequestSession(context, stream, queue, queue, tag); },
+      cq,
+      [this](std::unique_ptr<SessionStream::Call> call) {
+        new SessionStream(std::move(call), *this, broker_, store_executor_);
+      });
 }
 
 }  // namespace pgward::gateway

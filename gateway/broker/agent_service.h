@@ -1,8 +1,12 @@
-// AgentService: authenticates agents and creates a reactor per Control or Session stream.
+// AgentService: accepts agents' Control and Session streams on the gateway's gRPC driver and
+// authenticates each before it reads a message.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
+#include <asio.hpp>
+
+#include "absl/status/statusor.h"
 #include "gateway/broker/agent_registry.h"
 #include "gateway/broker/audit_writer.h"
 #include "gateway/broker/session_broker.h"
@@ -11,33 +15,38 @@
 
 namespace pgward::gateway {
 
-class AgentServiceImpl : public pgward::v1::AgentService::CallbackService {
- public:
-  AgentServiceImpl(store::Store& store, AgentRegistry& registry, AuditWriter& audit, SessionBroker& broker,
-                   uint32_t heartbeat_interval_ms)
-      : store_(store), registry_(registry), audit_(audit), broker_(broker),
-        heartbeat_interval_ms_(heartbeat_interval_ms) {}
+// The agent named by a stream's x-pgward-agent metadata, once its bearer token checked out.
+struct AuthenticatedAgent {
+  std::string name;
+  std::string credential;  // crypto::HashToken of the token it presented
+};
 
-  grpc::ServerBidiReactor<pgward::v1::AgentMessage, pgward::v1::GatewayMessage>* Control(
-      grpc::CallbackServerContext* context) override;
-  grpc::ServerBidiReactor<pgward::v1::SessionFrame, pgward::v1::SessionFrame>* Session(
-      grpc::CallbackServerContext* context) override;
+class AgentServiceImpl {
+ public:
+  // `store_executor` runs everything that touches the store (authentication, heartbeats):
+  // never the gRPC driver's thread, which every session's relay work shares.
+  AgentServiceImpl(store::Store& store, AgentRegistry& registry, AuditWriter& audit, SessionBroker& broker,
+                   uint32_t heartbeat_interval_ms, asio::any_io_executor store_executor)
+      : store_(store), registry_(registry), audit_(audit), broker_(broker),
+        heartbeat_interval_ms_(heartbeat_interval_ms), store_executor_(std::move(store_executor)) {}
+
+  // For ServerBuilder::RegisterService.
+  grpc::Service* service() { return &service_; }
+  // Starts accepting Control and Session streams; after the server started.
+  void Start(grpc::ServerCompletionQueue* cq);
+
+  // Every stream, Control and Session alike, is authenticated when it opens; a deleted agent's
+  // open streams are ended by SessionBroker::AgentDeleted. Blocking (store): on store_executor.
+  absl::StatusOr<AuthenticatedAgent> Authenticate(const grpc::ServerContext& context);
 
  private:
-  struct AuthenticatedAgent {
-    std::string name;
-    std::string credential;  // crypto::HashToken of the token it presented
-  };
-  // The agent named by x-pgward-agent once its bearer token checks out. Every stream, Control
-  // and Session alike, is authenticated when it opens; a deleted agent's open streams are
-  // ended by SessionBroker::AgentDeleted.
-  absl::StatusOr<AuthenticatedAgent> Authenticate(grpc::CallbackServerContext* context);
-
+  pgward::v1::AgentService::AsyncService service_;
   store::Store& store_;
   AgentRegistry& registry_;
   AuditWriter& audit_;
   SessionBroker& broker_;
   const uint32_t heartbeat_interval_ms_;
+  asio::any_io_executor store_executor_;
 };
 
 }  // namespace pgward::gateway

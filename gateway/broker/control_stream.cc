@@ -6,6 +6,7 @@
 #include "common/crypto/token_hash.h"
 #include "common/util/log.h"
 #include "gateway/broker/agent_registry.h"
+#include "gateway/broker/agent_service.h"
 #include "gateway/broker/audit_writer.h"
 #include "gateway/broker/event_bounds.h"
 #include "gateway/store/store.h"
@@ -19,22 +20,35 @@ int64_t NowMillis() {
 }
 }  // namespace
 
-ControlStream::ControlStream(grpc::CallbackServerContext* context, std::string agent, std::string credential,
-                             std::string peer, AgentRegistry& registry, AuditWriter& audit, store::Store& store,
-                             uint32_t heartbeat_interval_ms)
-    : context_(context),
-      agent_(std::move(agent)),
-      credential_(std::move(credential)),
-      peer_(std::move(peer)),
-      registry_(registry),
-      audit_(audit),
-      store_(store),
-      heartbeat_interval_ms_(heartbeat_interval_ms),
+ControlStream::ControlStream(std::unique_ptr<Call> call, Deps deps)
+    : ServerBidiReactor(std::move(call)),
+      service_(*deps.service),
+      registry_(*deps.registry),
+      audit_(*deps.audit),
+      store_(*deps.store),
+      heartbeat_interval_ms_(deps.heartbeat_interval_ms),
+      store_executor_(std::move(deps.store_executor)),
       read_gate_(std::make_shared<ReadGate>()) {
   {
     absl::MutexLock lock(&read_gate_->mu);
     read_gate_->stream = this;
   }
+  AddHold();
+  asio::post(store_executor_, [this] {
+    Authenticate();
+    RemoveHold();
+  });
+}
+
+void ControlStream::Authenticate() {
+  auto agent = service_.Authenticate(context());
+  if (!agent.ok()) {
+    End(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(agent.status().message())));
+    return;
+  }
+  agent_ = std::move(agent->name);
+  credential_ = std::move(agent->credential);
+  peer_ = context().peer();
   StartRead(&incoming_);
 }
 
@@ -211,15 +225,15 @@ void ControlStream::OnReadDone(bool ok) {
   }
   switch (incoming_.msg_case()) {
     case pgward::v1::AgentMessage::kHello:
-      if (!OnHello(incoming_.hello())) return;
-      break;
     case pgward::v1::AgentMessage::kHeartbeat:
-      if (!registered_) {
-        End(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "heartbeat before hello"));
-        return;
-      }
-      if (!OnHeartbeat(incoming_.heartbeat())) return;
-      break;
+      // Both check the agent's token in the store: off the driver's thread, which the sessions'
+      // relay work shares. The next read starts once it is handled, so messages stay in order.
+      AddHold();
+      asio::post(store_executor_, [this] {
+        OnStoreMessage();
+        RemoveHold();
+      });
+      return;
     case pgward::v1::AgentMessage::kEvents:
       if (!registered_) {
         End(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "events before hello"));
@@ -232,6 +246,18 @@ void ControlStream::OnReadDone(bool ok) {
       Log(LogLevel::kWarn, "agents", "agent ", agent_, " from ", peer_, " sent an unknown control message; ending its stream");
       End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unknown control message"));
       return;
+  }
+}
+
+void ControlStream::OnStoreMessage() {
+  if (incoming_.has_hello()) {
+    if (!OnHello(incoming_.hello())) return;
+  } else {
+    if (!registered_) {
+      End(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "heartbeat before hello"));
+      return;
+    }
+    if (!OnHeartbeat(incoming_.heartbeat())) return;
   }
   StartRead(&incoming_);
 }

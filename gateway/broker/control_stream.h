@@ -3,6 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <asio.hpp>
 #include <atomic>
 #include <deque>
 #include <memory>
@@ -10,11 +11,13 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "common/net/grpc_server_calls.h"
 #include "pgward/v1/agent.grpc.pb.h"
 
 namespace pgward::gateway {
 
 class AgentRegistry;
+class AgentServiceImpl;
 class AuditWriter;
 }  // namespace pgward::gateway
 namespace pgward::store {
@@ -24,16 +27,27 @@ namespace pgward::gateway {
 
 // One read and one write in flight; messages from other threads (grants, cancels, acks) wait
 // in a bounded queue. Reading pauses while the audit writer is over its queue limits
-// (backpressure to the agent). The reactor deletes itself in OnDone after leaving the
-// registry.
-class ControlStream : public grpc::ServerBidiReactor<pgward::v1::AgentMessage, pgward::v1::GatewayMessage> {
+// (backpressure to the agent). Authentication, hello and heartbeats touch the store and run
+// on the store executor, never on the gRPC driver's thread. The reactor deletes itself in
+// OnDone after leaving the registry.
+class ControlStream : public net::ServerBidiReactor<pgward::v1::AgentMessage, pgward::v1::GatewayMessage> {
  public:
   static constexpr size_t kMaxQueuedMessages = 10000;
 
-  // `credential` is the hash of the token the stream authenticated with (crypto::HashToken):
-  // grants go only to a stream whose credential is still the agent's (AgentRegistry::SendGrant).
-  ControlStream(grpc::CallbackServerContext* context, std::string agent, std::string credential, std::string peer,
-                AgentRegistry& registry, AuditWriter& audit, store::Store& store, uint32_t heartbeat_interval_ms);
+  struct Deps {
+    AgentServiceImpl* service;
+    AgentRegistry* registry;
+    AuditWriter* audit;
+    store::Store* store;
+    uint32_t heartbeat_interval_ms;
+    asio::any_io_executor store_executor;
+  };
+
+  // On the driver's thread, as the call arrives: authenticates it (on the store executor),
+  // then reads. The credential kept is the hash of the token the stream authenticated with
+  // (crypto::HashToken): grants go only to a stream whose credential is still the agent's
+  // (AgentRegistry::SendGrant).
+  ControlStream(std::unique_ptr<Call> call, Deps deps);
 
   const std::string& agent() const { return agent_; }
   const std::string& credential() const { return credential_; }
@@ -48,13 +62,17 @@ class ControlStream : public grpc::ServerBidiReactor<pgward::v1::AgentMessage, p
   bool Finishing();
   uint32_t active_sessions() const { return active_sessions_.load(); }
 
+ private:
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
   // The agent went away; with reads paused (audit backpressure) nothing else would notice.
   void OnCancel() override { End(grpc::Status::CANCELLED); }
   void OnDone() override;
 
- private:
+  // On the store executor: the token, then the first read.
+  void Authenticate();
+  // On the store executor, holding the call: hello or heartbeat, then the next read.
+  void OnStoreMessage();
   // Each returns false when it ended the stream (no further read then).
   bool OnHello(const pgward::v1::Hello& hello);
   // True while the agent still exists with the token this stream authenticated with.
@@ -68,14 +86,16 @@ class ControlStream : public grpc::ServerBidiReactor<pgward::v1::AgentMessage, p
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  grpc::CallbackServerContext* context_;
-  const std::string agent_;
-  const std::string credential_;
-  const std::string peer_;
+  AgentServiceImpl& service_;
   AgentRegistry& registry_;
   AuditWriter& audit_;
   store::Store& store_;
   const uint32_t heartbeat_interval_ms_;
+  const asio::any_io_executor store_executor_;
+  // Set by Authenticate before the first read, constant afterwards.
+  std::string agent_;
+  std::string credential_;
+  std::string peer_;
   std::string boot_id_;  // from Hello; only the read path writes these two
   std::string version_;
   bool registered_ = false;

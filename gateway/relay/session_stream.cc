@@ -1,13 +1,26 @@
 #include "gateway/relay/session_stream.h"
 
 #include "common/util/log.h"
+#include "gateway/broker/agent_service.h"
 #include "gateway/broker/session_broker.h"
 
 namespace pgward::gateway {
 
-SessionStream::SessionStream(grpc::CallbackServerContext* context, SessionBroker& broker, std::string agent)
-    : context_(context), broker_(broker), agent_(std::move(agent)) {
-  StartRead(&first_);
+SessionStream::SessionStream(std::unique_ptr<Call> call, AgentServiceImpl& service, SessionBroker& broker,
+                             const asio::any_io_executor& store_executor)
+    : ServerBidiReactor(std::move(call)), broker_(broker) {
+  // The agent's token is checked in the store, off the driver's thread; nothing is read first.
+  AddHold();
+  asio::post(store_executor, [this, &service] {
+    auto agent = service.Authenticate(context());
+    if (agent.ok()) {
+      agent_ = std::move(agent->name);
+      StartRead(&first_);
+    } else {
+      Finish(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(agent.status().message())));
+    }
+    RemoveHold();
+  });
 }
 
 void SessionStream::Attach(std::shared_ptr<SessionBridge> bridge) {

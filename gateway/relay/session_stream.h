@@ -10,46 +10,53 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "common/net/async_signal.h"
+#include "common/net/grpc_server_calls.h"
 #include "pgward/v1/agent.grpc.pb.h"
 
 namespace pgward::gateway {
 
+class AgentServiceImpl;
 class SessionBroker;
 
-// Shared between the reactor (gRPC threads) and the caller's coroutine (its SerialExecutor).
+// Shared between the reactor (the gRPC driver's thread) and the caller's coroutine (its
+// SerialExecutor).
 using SessionBridge = net::StreamCompletions;
 
-// Lifecycle: authenticated at creation; reads the agent's first frame (`opened`) and asks the
-// broker to pair it with the waiting caller. Unpaired, it finishes and deletes itself. Once
-// paired, the caller's coroutine owns it: only it starts reads and writes and calls Finish(),
-// and it deletes the reactor with Destroy() after OnDone, when it no longer reads the last
-// frame (gRPC may run OnDone as soon as Finish was called and the last read completed).
-class SessionStream : public grpc::ServerBidiReactor<pgward::v1::SessionFrame, pgward::v1::SessionFrame> {
+// Lifecycle: authenticated on the store executor as it arrives; reads the agent's first frame
+// (`opened`) and asks the broker to pair it with the waiting caller. Unpaired, it finishes and
+// deletes itself. Once paired, the caller's coroutine owns it: only it starts reads and writes
+// and calls Finish(), and it deletes the reactor with Destroy() once `done` fired (OnDone:
+// every operation has completed).
+class SessionStream : public net::ServerBidiReactor<pgward::v1::SessionFrame, pgward::v1::SessionFrame> {
  public:
-  SessionStream(grpc::CallbackServerContext* context, SessionBroker& broker, std::string agent);
+  SessionStream(std::unique_ptr<Call> call, AgentServiceImpl& service, SessionBroker& broker,
+                const asio::any_io_executor& store_executor);
 
   // For the paired caller's coroutine.
   void Attach(std::shared_ptr<SessionBridge> bridge);
   const pgward::v1::SessionFrame& first_frame() const { return first_; }
   pgward::v1::SessionFrame& incoming() { return incoming_; }
   pgward::v1::SessionFrame& outgoing() { return outgoing_; }
-  void StartReading() { StartRead(&incoming_); }
-  void StartWriting() { StartWrite(&outgoing_); }
-  void Cancel() { context_->TryCancel(); }
+  // A read or write refused because the stream is finishing completes at once, failed.
+  void StartReading() {
+    if (!StartRead(&incoming_)) Bridge()->read_done.Post(false);
+  }
+  void StartWriting() {
+    if (!StartWrite(&outgoing_)) Bridge()->write_done.Post(false);
+  }
+  void Cancel() { TryCancel(); }
   void FinishOk() { Finish(grpc::Status::OK); }
   // For the paired owner, once `done` fired.
   void Destroy() { delete this; }
 
+ private:
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
   void OnDone() override;
-
- private:
   std::shared_ptr<SessionBridge> Bridge();
 
-  grpc::CallbackServerContext* context_;
   SessionBroker& broker_;
-  const std::string agent_;
+  std::string agent_;  // set before the first read
   absl::Mutex mu_;
   std::shared_ptr<SessionBridge> bridge_ ABSL_GUARDED_BY(mu_);
   bool first_read_ = true;

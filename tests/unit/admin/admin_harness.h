@@ -4,6 +4,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <asio.hpp>
+
 #include <memory>
 #include <set>
 #include <string>
@@ -12,6 +14,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "gateway/admin/admin_key_authorizer.h"
+#include "common/net/grpc_driver.h"
 #include "gateway/admin/admin_service.h"
 
 namespace pgward::admin::testing {
@@ -75,12 +78,21 @@ class AdminHarness {
         service_(*store_, secrets_, authorizer_, live_, std::move(trusted_issuers)) {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", credentials, &port_);
-    builder.RegisterService(&service_);
+    builder.RegisterService(service_.service());
+    auto queue = builder.AddCompletionQueue();
     server_ = builder.BuildAndStart();
+    driver_ = std::make_unique<net::GrpcDriver>(std::move(queue));
+    service_.Start(driver_->server_cq(), handlers_.get_executor());
     channel_ = grpc::CreateChannel(address(), client_credentials);
     stub_ = pgward::v1::AdminService::NewStub(channel_);
   }
-  ~AdminHarness() { server_->Shutdown(); }
+  // The server first (its calls in progress finish on `handlers_`), then the handlers, then
+  // the driver's queue.
+  ~AdminHarness() {
+    server_->Shutdown();
+    handlers_.join();
+    driver_.reset();
+  }
 
   // A client context carrying `authorization: <authorization>` (none if empty).
   static std::unique_ptr<grpc::ClientContext> Context(const std::string& authorization = std::string("Bearer ") +
@@ -104,7 +116,9 @@ class AdminHarness {
   ScriptedLiveDirectory live_;
   AdminServiceImpl service_;
   int port_ = 0;
+  asio::thread_pool handlers_{1};
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<net::GrpcDriver> driver_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pgward::v1::AdminService::Stub> stub_;
 };

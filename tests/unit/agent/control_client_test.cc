@@ -16,7 +16,7 @@ struct Client {
       pgward::v1::AgentService::NewStub(grpc::CreateChannel("127.0.0.1:1", grpc::InsecureChannelCredentials()));
   SessionManager sessions{io, SessionDeps{}};
   EventQueue events{"boot-1", 100, [] {}};
-  GrpcDriver grpc;
+  net::GrpcDriver grpc;
   ControlClient client{io, *stub, grpc, ControlOptions{}, sessions, events};
 };
 
