@@ -80,56 +80,87 @@ const json* ArrayMember(const json& obj, std::string_view key) {
   return it != obj.end() && it->is_array() ? &*it : nullptr;
 }
 
-// The text of a constant: A_Const (string, integer, float, boolean) or a bare String node, as a
-// SET value or function argument. nullopt for anything else (expressions, parameters, DEFAULT).
-std::optional<std::string> ConstantText(const json& node) {
-  if (const json* c = Body(node, "A_Const")) {
-    if (auto sv = c->find("sval"); sv != c->end() && sv->is_object()) return StringMember(*sv, "sval");
-    if (auto iv = c->find("ival"); iv != c->end() && iv->is_object()) {
-      auto v = iv->find("ival");
-      return v != iv->end() && v->is_number_integer() ? std::to_string(v->get<int64_t>()) : std::string("0");
+// Reads constants' values and remembers that it did: an analysis that read none can be reused for
+// a text that differs from this one only in its constants (SqlAnalyzer's shape cache).
+class ConstantReader {
+ public:
+  // The text of a constant: A_Const (string, integer, float, boolean), or a bare String, Integer,
+  // Float or Boolean node (DefElem arguments: EXPLAIN (ANALYZE 1), BEGIN ... READ ONLY), as a SET
+  // value or function argument. nullopt for anything else (expressions, parameters, DEFAULT).
+  std::optional<std::string> Text(const json& node) {
+    read_ = true;  // even a nullopt answer depends on whether the argument is a constant
+    if (const json* c = Body(node, "A_Const")) {
+      if (auto sv = c->find("sval"); sv != c->end() && sv->is_object()) return StringMember(*sv, "sval");
+      if (auto iv = c->find("ival"); iv != c->end() && iv->is_object()) return IntegerText(*iv);
+      if (auto fv = c->find("fval"); fv != c->end() && fv->is_object()) return StringMember(*fv, "fval");
+      if (auto bv = c->find("boolval"); bv != c->end() && bv->is_object()) return BooleanText(*bv);
+      return std::nullopt;
     }
-    if (auto fv = c->find("fval"); fv != c->end() && fv->is_object()) return StringMember(*fv, "fval");
-    if (auto bv = c->find("boolval"); bv != c->end() && bv->is_object()) {
-      auto v = bv->find("boolval");
-      return v != bv->end() && v->is_boolean() && v->get<bool>() ? "true" : "false";
-    }
+    if (const json* s = Body(node, "String")) return StringMember(*s, "sval");
+    if (const json* i = Body(node, "Integer")) return IntegerText(*i);
+    if (const json* f = Body(node, "Float")) return StringMember(*f, "fval");
+    if (const json* b = Body(node, "Boolean")) return BooleanText(*b);
     return std::nullopt;
   }
-  if (const json* s = Body(node, "String")) return StringMember(*s, "sval");
-  return std::nullopt;
-}
 
-// A constant that certainly means "true". Anything else (expressions, DEFAULT) may be false.
-bool IsTrueConstant(const json& node) {
-  auto text = ConstantText(node);
-  return text.has_value() && ParseBool(*text) == true;
-}
+  // A constant that certainly means true / certainly means false. Anything else (expressions,
+  // DEFAULT) may be either.
+  bool IsTrue(const json& node) {
+    auto text = Text(node);
+    return text.has_value() && ParseBool(*text) == true;
+  }
+  bool IsFalse(const json& node) {
+    auto text = Text(node);
+    return text.has_value() && ParseBool(*text) == false;
+  }
+
+  // A constant names a catalog object (a cast to regclass, regproc, ...): no rule reads that name
+  // today, but a decision that could depend on it must not be reused for another name.
+  void NoteObjectName() { read_ = true; }
+
+  bool read() const { return read_; }
+
+ private:
+  // libpg_query leaves 0 and false out of the JSON: {"ival":{}}, {"boolval":{}}.
+  static std::string IntegerText(const json& value) {
+    auto v = value.find("ival");
+    return v != value.end() && v->is_number_integer() ? std::to_string(v->get<int64_t>()) : std::string("0");
+  }
+  static std::string BooleanText(const json& value) {
+    auto v = value.find("boolval");
+    return v != value.end() && v->is_boolean() && v->get<bool>() ? "true" : "false";
+  }
+  bool read_ = false;
+};
 
 // DefElem lists of SET TRANSACTION / SET SESSION CHARACTERISTICS / BEGIN: "transaction_read_only"
 // with a value that is not certainly true is READ WRITE.
-bool OptionsAllowReadWrite(const json& body) {
+bool OptionsAllowReadWrite(const json& body, ConstantReader& constants) {
   const json* options = ArrayMember(body, body.contains("options") ? "options" : "args");
   if (options == nullptr) return false;
   for (const auto& option : *options) {
     const json* def = Body(option, "DefElem");
     if (def == nullptr || StringMember(*def, "defname") != "transaction_read_only") continue;
     auto arg = def->find("arg");
-    if (arg == def->end() || !IsTrueConstant(*arg)) return true;
+    if (arg == def->end() || !constants.IsTrue(*arg)) return true;
   }
   return false;
 }
 
-bool ExplainAnalyzes(const json& explain) {
+// EXPLAIN runs its statement unless every ANALYZE option is certainly false. Postgres reads the
+// options in order and the last one wins (ExplainQuery, explain.c), and defGetBoolean takes
+// integers as well as words: EXPLAIN (ANALYZE false, ANALYZE 1) runs it.
+bool ExplainAnalyzes(const json& explain, ConstantReader& constants) {
   const json* options = ArrayMember(explain, "options");
   if (options == nullptr) return false;
+  bool analyzes = false;
   for (const auto& option : *options) {
     const json* def = Body(option, "DefElem");
     if (def == nullptr || StringMember(*def, "defname") != "analyze") continue;
     auto arg = def->find("arg");
-    return arg == def->end() || IsTrueConstant(*arg);
+    if (arg == def->end() || !constants.IsFalse(*arg)) analyzes = true;
   }
-  return false;
+  return analyzes;
 }
 
 // Everything found below the top node.
@@ -143,6 +174,7 @@ struct TreeFacts {
   bool tampers_identity = false;
   bool changes_read_only = false;
   bool changes_lexing = false;
+  ConstantReader constants;
 };
 
 void AddFunctionClass(TreeFacts& facts, StatementClass c, std::string_view function) {
@@ -156,13 +188,13 @@ void CheckVariableSet(const json& set, TreeFacts& facts) {
   const std::string kind = StringMember(set, "kind");
   if (kind == "VAR_RESET_ALL") return;  // back to the start-up values, which pgward pins
   if (kind == "VAR_SET_MULTI") {        // SET TRANSACTION ..., SET SESSION CHARACTERISTICS AS TRANSACTION ...
-    if (OptionsAllowReadWrite(set)) facts.changes_read_only = true;
+    if (OptionsAllowReadWrite(set, facts.constants)) facts.changes_read_only = true;
     return;
   }
   const std::string name = StringMember(set, "name");
   const json* args = ArrayMember(set, "args");
   std::optional<std::string> value;
-  if (kind == "VAR_SET_VALUE" && args != nullptr && args->size() == 1) value = ConstantText((*args)[0]);
+  if (kind == "VAR_SET_VALUE" && args != nullptr && args->size() == 1) value = facts.constants.Text((*args)[0]);
   if (IsIdentitySetting(name)) facts.tampers_identity = true;
   if (IsReadOnlySetting(name) && !(value.has_value() && ParseBool(*value) == true)) facts.changes_read_only = true;
   if (IsLexingSetting(name) && !IsSafeLexingValue(name, value)) facts.changes_lexing = true;
@@ -178,8 +210,8 @@ void CheckFunctionCall(const json& call, TreeFacts& facts) {
   const size_t arg_count = args == nullptr ? 0 : args->size();
   if (EqualsIgnoreCase(name, "set_config")) {
     // set_config(name, value, is_local). A name that is not a constant could be anything: fail closed.
-    std::optional<std::string> setting = arg_count > 0 ? ConstantText((*args)[0]) : std::nullopt;
-    std::optional<std::string> value = arg_count > 1 ? ConstantText((*args)[1]) : std::nullopt;
+    std::optional<std::string> setting = arg_count > 0 ? facts.constants.Text((*args)[0]) : std::nullopt;
+    std::optional<std::string> value = arg_count > 1 ? facts.constants.Text((*args)[1]) : std::nullopt;
     if (!setting.has_value()) {
       facts.tampers_identity = facts.changes_read_only = facts.changes_lexing = true;
       return;
@@ -250,15 +282,15 @@ TreeFacts CollectFacts(const json& root) {
   return facts;
 }
 
-StatementClass ClassOf(const json& stmt, const TreeFacts& facts);
+StatementClass ClassOf(const json& stmt, TreeFacts& facts);
 
 // SELECT and friends: read unless it creates a table, locks rows or modifies data in a CTE.
-StatementClass ClassOfSelect(const json& select, const TreeFacts& facts) {
+StatementClass ClassOfSelect(const json& select, TreeFacts& facts) {
   if (select.contains("intoClause")) return C::kDdl;  // CREATE TABLE AS semantics
   return facts.locking || facts.dml ? C::kWrite : C::kRead;
 }
 
-StatementClass ClassOf(const json& stmt, const TreeFacts& facts) {
+StatementClass ClassOf(const json& stmt, TreeFacts& facts) {
   const std::string type = NodeType(stmt);
   const json* body = Body(stmt, type);
   if (body == nullptr) return C::kUnknown;
@@ -271,7 +303,7 @@ StatementClass ClassOf(const json& stmt, const TreeFacts& facts) {
   if (type == "NotifyStmt" || type == "ListenStmt") return C::kWrite;
   if (type == "ExplainStmt") {
     auto query = body->find("query");
-    if (!ExplainAnalyzes(*body)) return C::kRead;  // plans only; nothing runs
+    if (!ExplainAnalyzes(*body, facts.constants)) return C::kRead;  // plans only; nothing runs
     return query == body->end() ? C::kUnknown : ClassOf(*query, facts);
   }
   if (type == "DeclareCursorStmt") {
@@ -320,7 +352,7 @@ bool IsPlainApplicationNameSet(const json& stmt) {
 
 Classification Classify(const json& stmt) {
   Classification out;
-  const TreeFacts facts = CollectFacts(stmt);
+  TreeFacts facts = CollectFacts(stmt);
   out.statement_class = ClassOf(stmt, facts);
   out.required_classes = ClassBit(out.statement_class) | facts.function_classes;
   if (facts.function_classes & ~ClassBit(out.statement_class)) out.class_note = facts.function_note;
@@ -328,7 +360,7 @@ Classification Classify(const json& stmt) {
   const std::string type = NodeType(stmt);
   const json* body = Body(stmt, type);
   // Nested statements run, unless only planned (EXPLAIN without ANALYZE).
-  const bool runs = !(type == "ExplainStmt" && body != nullptr && !ExplainAnalyzes(*body));
+  const bool runs = !(type == "ExplainStmt" && body != nullptr && !ExplainAnalyzes(*body, facts.constants));
   auto require = [&](StatementClass c, std::string_view why) {
     if ((out.required_classes & ClassBit(c)) == 0 && out.class_note.empty()) out.class_note = std::string(why);
     out.required_classes |= ClassBit(c);
@@ -340,7 +372,7 @@ Classification Classify(const json& stmt) {
   out.tampers_identity = facts.tampers_identity;
   out.changes_read_only = facts.changes_read_only;
   out.changes_lexing = facts.changes_lexing;
-  if (type == "TransactionStmt" && body != nullptr && OptionsAllowReadWrite(*body)) out.changes_read_only = true;
+  if (type == "TransactionStmt" && body != nullptr && OptionsAllowReadWrite(*body, facts.constants)) out.changes_read_only = true;
   out.monitoring = facts.monitoring;
   out.plain_application_name_set = IsPlainApplicationNameSet(stmt);
   out.resets_session = body != nullptr &&

@@ -47,6 +47,14 @@ TEST_CASE("statements are classified by the top node of their parse tree", "[ana
       {"explain (analyze, verbose) insert into t values (1)", C::kWrite},
       {"explain (analyze false) delete from t", C::kRead},
       {"explain analyze create table x as select 1", C::kDdl},
+      // defGetBoolean takes integers, and the last ANALYZE option wins (explain.c).
+      {"explain (analyze 1) delete from t", C::kWrite},
+      {"explain (analyze 0) delete from t", C::kRead},
+      {"explain (analyze 'on') delete from t", C::kWrite},
+      {"explain (analyze false, analyze true) delete from t", C::kWrite},
+      {"explain (analyze false, analyze 1) delete from t", C::kWrite},
+      {"explain (analyze true, analyze false) delete from t", C::kWrite},  // fail closed: any ANALYZE that may be true
+      {"explain (analyze off, verbose) delete from t", C::kRead},
       {"copy t from stdin", C::kCopyIn},
       {"copy t (a, b) from stdin with (format csv)", C::kCopyIn},
       {"copy t to stdout", C::kCopyOut},
@@ -183,6 +191,8 @@ TEST_CASE("statements that could turn read-only off are flagged", "[analyzer]") 
       {"alter role bob set default_transaction_read_only = off", true},
       {"set default_transaction_read_only = on", false},
       {"set transaction_read_only = true", false},
+      {"begin read only, read write", true},
+      {"set session characteristics as transaction read only, read write", true},
       {"set session characteristics as transaction read only", false},
       {"begin read only", false},
       {"begin", false},
