@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config git ccache
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libssl-dev libsqlite3-dev catch2 libcpp-jwt-dev nlohmann-json3-dev libpg-query-dev
   libpq-dev libcurl4-openssl-dev libasio-dev
