@@ -19,6 +19,16 @@ std::string Metadata(const grpc::ServerContext& context, const char* key) {
 
 }  // namespace
 
+std::string PeerAddress(std::string peer) {
+  const size_t colon = peer.rfind(':');
+  const size_t bracket = peer.rfind(']');
+  // "ipv4:a.b.c.d:port", "ipv6:[addr]:port": the port follows the last colon, outside brackets.
+  if (colon != std::string::npos && colon > peer.find(':') && (bracket == std::string::npos || colon > bracket)) {
+    peer.resize(colon);
+  }
+  return peer;
+}
+
 absl::StatusOr<AuthenticatedAgent> AgentServiceImpl::Authenticate(const grpc::ServerContext& context) {
   std::string name = Metadata(context, "x-pgward-agent");
   std::string authorization = Metadata(context, "authorization");
@@ -34,6 +44,26 @@ absl::StatusOr<AuthenticatedAgent> AgentServiceImpl::Authenticate(const grpc::Se
     return absl::UnauthenticatedError("unknown agent or wrong token");
   }
   return AuthenticatedAgent{std::move(name), crypto::HashToken(token)};
+}
+
+void AgentServiceImpl::AuthenticateOffThread(const grpc::ServerContext& context,
+                                             absl::AnyInvocable<void(absl::StatusOr<AuthenticatedAgent>)> done) {
+  std::string peer = PeerAddress(context.peer());
+  const AuthenticationGate::Entry entry = waiting_.TryEnter(peer);
+  if (entry != AuthenticationGate::Entry::kAdmitted) {
+    // Logged once per burst, not per stream: the refusals are what a flood is made of.
+    if (entry == AuthenticationGate::Entry::kFirstRefusal) {
+      Log(LogLevel::kWarn, "agents", "refusing agent streams from ", peer, ": too many authentications waiting (",
+          kMaxPendingPerPeer, " per peer, ", kMaxPending, " in all)");
+    }
+    done(absl::ResourceExhaustedError("too many agent streams waiting to authenticate; retry"));
+    return;
+  }
+  asio::post(store_executor_, [this, &context, peer = std::move(peer), done = std::move(done)]() mutable {
+    absl::StatusOr<AuthenticatedAgent> agent = Authenticate(context);
+    waiting_.Leave(peer);
+    done(std::move(agent));
+  });
 }
 
 void AgentServiceImpl::Start(grpc::ServerCompletionQueue* cq) {
@@ -55,7 +85,7 @@ void AgentServiceImpl::Start(grpc::ServerCompletionQueue* cq) {
              void* tag) { service_.RequestSession(context, stream, queue, queue, tag); },
       cq,
       [this](std::unique_ptr<SessionStream::Call> call) {
-        new SessionStream(std::move(call), *this, broker_, store_executor_);
+        new SessionStream(std::move(call), *this, broker_);
       });
 }
 

@@ -34,16 +34,15 @@ ControlStream::ControlStream(std::unique_ptr<Call> call, Deps deps)
     read_gate_->stream = this;
   }
   AddHold();
-  asio::post(store_executor_, [this] {
-    Authenticate();
+  service_.AuthenticateOffThread(context(), [this](absl::StatusOr<AuthenticatedAgent> agent) {
+    Authenticated(std::move(agent));
     RemoveHold();
   });
 }
 
-void ControlStream::Authenticate() {
-  auto agent = service_.Authenticate(context());
+void ControlStream::Authenticated(absl::StatusOr<AuthenticatedAgent> agent) {
   if (!agent.ok()) {
-    End(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(agent.status().message())));
+    End(grpc::Status(static_cast<grpc::StatusCode>(agent.status().code()), std::string(agent.status().message())));
     return;
   }
   agent_ = std::move(agent->name);

@@ -12,12 +12,12 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "common/net/grpc_server_calls.h"
+#include "gateway/broker/agent_service.h"
 #include "pgward/v1/agent.grpc.pb.h"
 
 namespace pgward::gateway {
 
 class AgentRegistry;
-class AgentServiceImpl;
 class AuditWriter;
 }  // namespace pgward::gateway
 namespace pgward::store {
@@ -70,7 +70,8 @@ class ControlStream : public net::ServerBidiReactor<pgward::v1::AgentMessage, pg
   void OnDone() override;
 
   // On the store executor: the token, then the first read.
-  void Authenticate();
+  // The stream's authentication came back (AgentServiceImpl::AuthenticateOffThread).
+  void Authenticated(absl::StatusOr<AuthenticatedAgent> agent);
   // On the store executor, holding the call: hello or heartbeat, then the next read.
   void OnStoreMessage();
   // Each returns false when it ended the stream (no further read then).
@@ -92,7 +93,7 @@ class ControlStream : public net::ServerBidiReactor<pgward::v1::AgentMessage, pg
   store::Store& store_;
   const uint32_t heartbeat_interval_ms_;
   const asio::any_io_executor store_executor_;
-  // Set by Authenticate before the first read, constant afterwards.
+  // Set by Authenticated before the first read, constant afterwards.
   std::string agent_;
   std::string credential_;
   std::string peer_;

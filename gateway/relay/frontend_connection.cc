@@ -141,12 +141,11 @@ asio::awaitable<void> FrontendConnection::Relay() {
   co_await (CallerToAgent() && AgentToCaller());
   FinishStream();
   co_await session_->bridge->done.Wait();
+  session_->stream = nullptr;  // OnDone has run: the stream deletes itself
   auto [kill_reason, kill_message] = session_->KillReason();
   if (!kill_reason.empty()) end_reason_ = kill_reason;
   if (end_reason_.empty()) end_reason_ = "closed";
   co_await deps_.broker->Close(*session_, end_reason_);
-  session_->stream->Destroy();  // OnDone has run and both loops are over
-  session_->stream = nullptr;
   Log(LogLevel::kInfo, "frontend", client_addr_, " session ", session_->session_id, " ended: ", end_reason_);
 }
 

@@ -6,18 +6,16 @@
 
 namespace pgward::gateway {
 
-SessionStream::SessionStream(std::unique_ptr<Call> call, AgentServiceImpl& service, SessionBroker& broker,
-                             const asio::any_io_executor& store_executor)
+SessionStream::SessionStream(std::unique_ptr<Call> call, AgentServiceImpl& service, SessionBroker& broker)
     : ServerBidiReactor(std::move(call)), broker_(broker) {
   // The agent's token is checked in the store, off the driver's thread; nothing is read first.
   AddHold();
-  asio::post(store_executor, [this, &service] {
-    auto agent = service.Authenticate(context());
+  service.AuthenticateOffThread(context(), [this](absl::StatusOr<AuthenticatedAgent> agent) {
     if (agent.ok()) {
       agent_ = std::move(agent->name);
       StartRead(&first_);
     } else {
-      Finish(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(agent.status().message())));
+      Finish(grpc::Status(static_cast<grpc::StatusCode>(agent.status().code()), std::string(agent.status().message())));
     }
     RemoveHold();
   });
@@ -59,13 +57,11 @@ std::shared_ptr<SessionBridge> SessionStream::Bridge() {
 }
 
 void SessionStream::OnDone() {
-  std::shared_ptr<SessionBridge> bridge = Bridge();
-  if (!bridge) {
-    delete this;  // never paired: nobody else holds it
-    return;
-  }
-  // The owner calls Destroy(), possibly inside this Post: nothing of `this` is touched after it.
-  bridge->done.Post(true);
+  // The one place a SessionStream is deleted, paired or not. The paired owner touches the
+  // stream no more once `done` fired (it may run inside this Post); the bridge is shared, so
+  // the signal outlives `this`.
+  if (std::shared_ptr<SessionBridge> bridge = Bridge()) bridge->done.Post(true);
+  delete this;
 }
 
 }  // namespace pgward::gateway
