@@ -199,6 +199,45 @@ TEST_CASE("a write under a read-only grant is answered with 42501 and never reac
   CHECK(h.postgres.Queries() == std::vector<std::string>{"SELECT 1"});
 }
 
+TEST_CASE("the gateway's CancelSession reaches the session's backend and the session goes on", "[session]") {
+  SessionHarness h;
+  std::shared_ptr<FakeGateway::Call> call = OpenSession(h, h.Grant("s-cancel", pgward::v1::MODE_READ_ONLY));
+  call->Send(Query("SELECT pg_sleep(30)"));
+  REQUIRE(h.postgres.WaitForQueries(1, kWait));
+
+  h.sessions().Cancel("s-cancel");
+  REQUIRE(h.postgres.WaitForCancels(1, kWait));
+  CHECK(h.postgres.Cancels().at(0) == std::pair<int32_t, uint32_t>(FakePostgres::kFirstPid, FakePostgres::kBackendKey));
+  std::string reply = ReadUntilReady(*call);
+  auto error = TakeMessage(reply);
+  REQUIRE(error);
+  REQUIRE(error->first == 'E');
+  auto fields = pgwire::DecodeErrorOrNotice(error->second);
+  REQUIRE(fields.ok());
+  CHECK(fields->sqlstate == "57014");
+  CHECK(reply == ReadyForQuery('I'));
+  REQUIRE(h.sink.WaitForStatements(1, kWait));
+  CHECK(h.sink.statements().at(0).sqlstate() == "57014");
+  CHECK(h.sink.statements().at(0).decision() == "allowed");
+
+  call->Send(Query("SELECT 1"));
+  CHECK(ReadUntilReady(*call) == FakePostgres::QueryAnswer());
+  CHECK(h.sink.ended_count() == 0);
+  CHECK(h.sessions().Count() == 1);
+}
+
+TEST_CASE("a second grant with a live session's id is ignored", "[session]") {
+  SessionHarness h;
+  const auto grant = h.Grant("s-twice", pgward::v1::MODE_READ_ONLY);
+  std::shared_ptr<FakeGateway::Call> call = OpenSession(h, grant);
+  h.sessions().Start(grant);
+  CHECK(h.gateway.NextCall(absl::Milliseconds(300)) == nullptr);  // no second stream, no second login
+  CHECK(h.sessions().Count() == 1);
+  call->Send(Query("SELECT 1"));
+  CHECK(ReadUntilReady(*call) == FakePostgres::QueryAnswer());
+  CHECK(h.postgres.StartupParameters(1, absl::Milliseconds(1)).empty());
+}
+
 TEST_CASE("the gateway's EndSession cancels the running statement, closes the upstream and reports the reason",
           "[session]") {
   SessionHarness h;

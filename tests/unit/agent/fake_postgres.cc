@@ -104,9 +104,26 @@ asio::awaitable<void> FakePostgres::Serve(std::shared_ptr<Connection> conn) {
         case pgwire::StartupPacket::Kind::kGssEncRequest:
           co_await asio::async_write(socket, asio::buffer("N", 1), use_awaitable);
           break;
-        case pgwire::StartupPacket::Kind::kCancelRequest:
-          Record([&] { cancels_.emplace_back((*decoded)->cancel_pid, (*decoded)->cancel_key); });
-          co_return;  // the server closes a cancel connection without an answer
+        case pgwire::StartupPacket::Kind::kCancelRequest: {
+          const int32_t pid = (*decoded)->cancel_pid;
+          const uint32_t key = (*decoded)->cancel_key;
+          std::shared_ptr<Connection> target;
+          Record([&] {
+            cancels_.emplace_back(pid, key);
+            const size_t index = static_cast<size_t>(pid - kFirstPid);
+            if (key == kBackendKey && index < connections_.size()) target = connections_[index];
+          });
+          // The backend running the statement answers it as cancelled; this connection gets no
+          // answer and is closed (protocol section 55.2.7).
+          if (target && std::exchange(target->sleeping, false) && target->socket.is_open()) {
+            std::string cancelled;
+            pgwire::AppendErrorResponse(cancelled, "ERROR", "57014", "canceling statement due to user request");
+            pgwire::AppendReadyForQuery(cancelled, 'I');
+            asio::error_code ignored;
+            asio::write(target->socket, asio::buffer(cancelled), ignored);
+          }
+          co_return;
+        }
         case pgwire::StartupPacket::Kind::kStartup:
           startup = std::move(**decoded);
           break;
@@ -146,7 +163,10 @@ asio::awaitable<void> FakePostgres::Serve(std::shared_ptr<Connection> conn) {
         std::string text = body.substr(0, body.find('\0'));
         const bool runs_on = absl::StartsWith(text, "SELECT pg_sleep");
         Record([&] { queries_.push_back(std::move(text)); });
-        if (runs_on) continue;
+        if (runs_on) {
+          conn->sleeping = true;
+          continue;
+        }
         const std::string answer = QueryAnswer();
         co_await asio::async_write(socket, asio::buffer(answer), use_awaitable);
       } else if (header[0] == 'S') {

@@ -23,7 +23,8 @@ namespace pgward::agent::testing {
 // reports the ParameterStatus values a real server reports, and gives each connection its own
 // backend pid (kFirstPid, kFirstPid + 1, ...). A Query is answered with one row ("1") and
 // CommandComplete "SELECT 1", except one starting with "SELECT pg_sleep", which is left
-// running (never answered) so a test can cancel or kill it. The test thread reads what arrived
+// running until a CancelRequest for its backend ends it with ERROR 57014 (or forever), so a
+// test can cancel or kill it. The test thread reads what arrived
 // through the accessors, which wait up to a timeout for it.
 class FakePostgres {
  public:
@@ -66,6 +67,7 @@ class FakePostgres {
     bool logged_in = false;    // guarded by FakePostgres::mu_
     bool closed = false;       // guarded by FakePostgres::mu_
     bool terminated = false;   // guarded by FakePostgres::mu_
+    bool sleeping = false;     // running a pg_sleep; the server's thread only
   };
 
   asio::awaitable<void> Accept();
