@@ -8,14 +8,12 @@ namespace {
 
 using pgward::v1::SessionFrame;
 
-// Waits on `cv` under `mu` (held) until `done()` or `timeout`; returns done().
+// Under `mu` (held): waits until `done()` or `timeout`; returns done(). AwaitWithTimeout, not a
+// CondVar: the TSan build sees absl::Mutex through tests/sanitizers/absl_mutex_tsan.cc, which
+// wraps Await and AwaitWithTimeout but no CondVar.
 template <typename Done>
-bool WaitUntil(absl::Mutex& mu, absl::CondVar& cv, absl::Duration timeout, Done done) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!done()) {
-    if (cv.WaitWithDeadline(&mu, deadline)) return done();
-  }
-  return true;
+bool WaitUntil(absl::Mutex& mu, absl::Duration timeout, Done done) {
+  return mu.AwaitWithTimeout(absl::Condition(&done), timeout);
 }
 
 }  // namespace
@@ -42,7 +40,6 @@ class FakeGateway::Reactor final : public net::ServerBidiReactor<SessionFrame, S
       {
         absl::MutexLock lock(&state_->mu_);
         state_->received_.push_back(incoming_);
-        state_->changed_.SignalAll();
       }
       StartRead(&incoming_);
       return;
@@ -50,7 +47,6 @@ class FakeGateway::Reactor final : public net::ServerBidiReactor<SessionFrame, S
     {
       absl::MutexLock lock(&state_->mu_);
       state_->agent_done_ = true;
-      state_->changed_.SignalAll();
     }
     Finish(grpc::Status::OK);  // as the gateway does once the agent half-closed
   }
@@ -65,7 +61,6 @@ class FakeGateway::Reactor final : public net::ServerBidiReactor<SessionFrame, S
       absl::MutexLock lock(&state_->mu_);
       state_->reactor_ = nullptr;
       state_->ended_ = true;
-      state_->changed_.SignalAll();
     }
     delete this;
   }
@@ -117,7 +112,7 @@ std::shared_ptr<FakeGateway::Call> FakeGateway::NextCall(absl::Duration timeout)
 
 std::optional<SessionFrame> FakeGateway::Call::NextFrame(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  WaitUntil(mu_, changed_, timeout, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  WaitUntil(mu_, timeout, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return !received_.empty() || agent_done_ || ended_;
   });
   if (received_.empty()) return std::nullopt;
@@ -150,12 +145,12 @@ void FakeGateway::Call::Cancel() {
 
 bool FakeGateway::Call::WaitForAgentDone(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  return WaitUntil(mu_, changed_, timeout, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return agent_done_; });
+  return WaitUntil(mu_, timeout, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return agent_done_; });
 }
 
 bool FakeGateway::Call::WaitForEnd(absl::Duration timeout) {
   absl::MutexLock lock(&mu_);
-  return WaitUntil(mu_, changed_, timeout, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return ended_; });
+  return WaitUntil(mu_, timeout, [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return ended_; });
 }
 
 std::string FakeGateway::Call::metadata(const std::string& key) {

@@ -76,7 +76,6 @@ class FakeGateway::Call {
   void StartNextWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   absl::Mutex mu_;
-  absl::CondVar changed_;
   Reactor* reactor_ ABSL_GUARDED_BY(mu_) = nullptr;  // null once the reactor is deleted
   std::deque<pgward::v1::SessionFrame> received_ ABSL_GUARDED_BY(mu_);
   std::deque<pgward::v1::SessionFrame> to_send_ ABSL_GUARDED_BY(mu_);

@@ -207,16 +207,11 @@ void FakePostgres::TerminateAll() {
 void FakePostgres::Record(const std::function<void()>& change) {
   absl::MutexLock lock(&mu_);
   change();
-  changed_.SignalAll();
 }
 
 bool FakePostgres::WaitFor(const std::function<bool()>& done, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
   absl::MutexLock lock(&mu_);
-  while (!done()) {
-    if (changed_.WaitWithDeadline(&mu_, deadline)) return done();
-  }
-  return true;
+  return mu_.AwaitWithTimeout(absl::Condition(&done), timeout);
 }
 
 std::vector<std::pair<std::string, std::string>> FakePostgres::StartupParameters(size_t index,

@@ -73,13 +73,14 @@ class FakePostgres {
   asio::awaitable<void> Accept();
   asio::awaitable<void> Serve(std::shared_ptr<Connection> conn);
   void Record(const std::function<void()>& change);
+  // AwaitWithTimeout, not a CondVar: the TSan build sees absl::Mutex through
+  // tests/sanitizers/absl_mutex_tsan.cc, which wraps Await and AwaitWithTimeout but no CondVar.
   bool WaitFor(const std::function<bool()>& done, absl::Duration timeout);
 
   asio::io_context io_;
   asio::ip::tcp::acceptor acceptor_;
   uint16_t port_ = 0;
   absl::Mutex mu_;
-  absl::CondVar changed_;
   std::vector<std::shared_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);  // session logins
   std::vector<std::string> queries_ ABSL_GUARDED_BY(mu_);
   size_t syncs_ ABSL_GUARDED_BY(mu_) = 0;
