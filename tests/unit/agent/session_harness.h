@@ -45,6 +45,14 @@ class SessionHarness {
     WaitForNoSessions(absl::Seconds(30));
     work_.reset();
     for (auto& thread : threads_) thread.join();
+    // run() returning does not mean every session's work is done: a SerialExecutor runs work on
+    // whichever thread brings it, so a session's last steps (say, a detached CancelRequest's
+    // completion, queued while the session ran on the gRPC thread) may still be running there,
+    // touching objects of io_. Joining the driver's thread waits for them; anything they handed
+    // back to io_ runs below.
+    grpc_.reset();
+    io_.restart();
+    io_.run();
     crypto_.join();
   }
   SessionHarness(const SessionHarness&) = delete;
@@ -94,7 +102,7 @@ class SessionHarness {
   SessionDeps Deps() {
     SessionDeps deps;
     deps.stub = stub_.get();
-    deps.grpc = &grpc_;
+    deps.grpc = grpc_.get();
     deps.agent_name = kAgentName;
     deps.agent_token = kAgentToken;
     deps.tls = &tls_;
@@ -107,7 +115,7 @@ class SessionHarness {
 
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pgward::v1::AgentService::Stub> stub_;
-  net::GrpcDriver grpc_;  // every session stream's completions
+  std::unique_ptr<net::GrpcDriver> grpc_ = std::make_unique<net::GrpcDriver>();  // the streams' completions
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
   asio::thread_pool crypto_{1};
