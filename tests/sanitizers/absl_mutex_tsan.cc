@@ -103,5 +103,16 @@ void Mutex::Await(const Condition& cond) {
   __tsan_acquire(this);
 }
 
+// The same, with a timeout (the in-process session tests wait for their fake peers this way).
+bool Mutex::AwaitWithTimeout(const Condition& cond, absl::Duration timeout) {
+  using WithTimeout = bool (*)(absl::Mutex*, const absl::Condition&, absl::Duration);
+  static const WithTimeout real =
+      Real<WithTimeout>("_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+  VisibleCondition visible{this, &cond};
+  __tsan_release(this);
+  const bool result = real(this, Condition(&VisibleCondition::Eval, &visible), timeout);
+  __tsan_acquire(this);
+  return result;
+}
 ABSL_NAMESPACE_END
 }  // namespace absl
