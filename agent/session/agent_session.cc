@@ -386,6 +386,9 @@ asio::awaitable<void> AgentSession::GatewayToUpstream() {
       if (end_reason_.empty()) end_reason_ = "client_disconnect";
       break;
     }
+    // Stop() sets stopping_ at once and cancels on the strand later: bytes read in between
+    // (e.g. a statement held back by the backlog wait, which a stop ends) are not forwarded.
+    if (stopping_) break;
     to_upstream_.clear();
     absl::Status status = frontend_reader_.Feed(stream_->incoming().data(), handler);
     if (!status.ok()) {
