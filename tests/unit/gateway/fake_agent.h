@@ -137,6 +137,13 @@ class FakeAgent {
     return welcome && welcome->has_welcome();
   }
   ControlCall& control() { return *control_; }
+  // Connects again as the same process (same boot id) while the old stream is still open, as an
+  // agent does that lost its connection before the gateway noticed; returns the old stream.
+  std::unique_ptr<ControlCall> Reconnect() {
+    auto old = std::move(control_);
+    if (!Connect()) return nullptr;
+    return old;
+  }
   // Drops the control stream as a dying agent process would.
   void DropControl() {
     if (control_) control_->Cancel();

@@ -315,6 +315,42 @@ TEST_CASE("when the agent goes away its live sessions end with FATAL 08006", "[r
   CHECK(gateway.broker().ActiveSessions(kAgent) == 0);
 }
 
+TEST_CASE("a caller waiting for its session fails with FATAL 08006 as soon as the agent's control stream drops",
+          "[relay]") {
+  // The open timeout is far away: the failure must come from the agent going offline.
+  RelayHarness gateway(std::chrono::seconds(60));
+  FakeAgent agent(gateway.channel(), kAgent, kAgentToken);
+  REQUIRE(agent.Connect());
+  PendingLogin login(gateway, gateway.Token());
+  REQUIRE(agent.NextGrant());
+  const auto dropped = std::chrono::steady_clock::now();
+  agent.DropControl();
+  LoginOutcome outcome = login.Get();
+  CHECK(std::chrono::steady_clock::now() - dropped < std::chrono::seconds(5));
+  CHECK_FALSE(outcome.ready);
+  CHECK(outcome.sqlstate == "08006");
+  CHECK_THAT(outcome.message, Catch::Contains("went offline before it opened the session"));
+  CHECK(gateway.broker().ActiveSessions(kAgent) == 0);
+}
+
+TEST_CASE("a pending open survives the agent's control stream being replaced by a reconnect of the same process",
+          "[relay]") {
+  RelayHarness gateway(std::chrono::seconds(60));
+  FakeAgent agent(gateway.channel(), kAgent, kAgentToken);
+  REQUIRE(agent.Connect());
+  PendingLogin login(gateway, gateway.Token());
+  auto grant = agent.NextGrant();
+  REQUIRE(grant);
+  auto old = agent.Reconnect();
+  REQUIRE(old);
+  auto status = old->WaitEnd();
+  REQUIRE(status);
+  CHECK(status->error_code() == grpc::StatusCode::ABORTED);  // replaced, not offline
+  auto stream = agent.OpenSession(grant->session_id());
+  CHECK(login.Get().ready);
+  CHECK(gateway.broker().ActiveSessions(kAgent) == 1);
+}
+
 TEST_CASE("an open fails with FATAL 08006 when the agent never opens the session stream", "[relay]") {
   RelayHarness gateway(std::chrono::milliseconds(300));
   FakeAgent agent(gateway.channel(), kAgent, kAgentToken);
