@@ -13,9 +13,9 @@ ASAN_BUILD_DIR="${ASAN_BUILD_DIR:-$REPO_ROOT/build-asan}"
 TSAN_BUILD_DIR="${TSAN_BUILD_DIR:-$REPO_ROOT/build-tsan}"
 SANITIZERS="${PGWARD_SANITIZERS:-1}"
 # Test binaries whose "concurrency" tests run under TSan (tests/unit/CMakeLists.txt lists the
-# specs). admin_test is labelled too but not in this list: its in-process gRPC server runs
-# gRPC's header-inlined callback code (instrumented) on threads that uninstrumented libgrpc
-# hands work between, and TSan reports every such hand-off.
+# specs). admin_test is labelled too but not in this list: its in-process gRPC server and client
+# hand work between threads inside uninstrumented libgrpc, and TSan reports every such hand-off
+# (README: the TSan stage).
 TSAN_TEST_BINARIES=(identity_test inspect_test net_test gateway_test agent_test)
 SUPP="$REPO_ROOT/tests/sanitizers"
 
