@@ -30,12 +30,10 @@ absl::Status AgentRegistry::Register(ControlStream* stream) {
   return absl::OkStatus();
 }
 
-bool AgentRegistry::Unregister(ControlStream* stream) {
+void AgentRegistry::Unregister(ControlStream* stream) {
   absl::MutexLock lock(&mu_);
   auto it = streams_.find(stream->agent());
-  if (it == streams_.end() || it->second != stream) return false;
-  streams_.erase(it);
-  return true;
+  if (it != streams_.end() && it->second == stream) streams_.erase(it);
 }
 
 bool AgentRegistry::Online(const std::string& agent) {
