@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
       "pgward-agent --gateway HOST:PORT --name NAME --token-file F --ca-file F --data-dir DIR");
   // Before anything holds a secret: no core dumps, no same-user ptrace.
   pgward::HardenProcess();
+  pgward::InstallCrashReporter();
   std::vector<std::string> args = pgward::NormalizeFlagArgs(argc, argv, {"allow_upstream", "allow_credential"});
   std::vector<char*> arg_pointers = pgward::ArgvPointers(args);
   absl::ParseCommandLine(static_cast<int>(args.size()), arg_pointers.data());

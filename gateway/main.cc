@@ -85,6 +85,7 @@ int main(int argc, char** argv) {
 #endif
   // Before anything holds a secret: no core dumps, no ptrace by same-user processes.
   pgward::HardenProcess();
+  pgward::InstallCrashReporter();
   absl::SetProgramUsageMessage(
       "pgward-gateway --data-dir DIR --oidc-issuer URL --oidc-audience AUD [--pg-listen HOST:PORT] "
       "[--grpc-listen HOST:PORT] [--tls-cert F --tls-key F] ...");

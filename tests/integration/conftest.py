@@ -107,7 +107,7 @@ def workdir():
         if log.name.startswith(("gateway", "agent")):
             h.note_sanitizer_report(f"log {log}", log.read_text(errors="replace"))
     found = list(dict.fromkeys(h.SANITIZER_REPORTS))
-    if os.environ.get("PGWARD_KEEP") == "1" or found:
+    if os.environ.get("PGWARD_KEEP") == "1" or found or h.KEEP_WORKDIR:
         print(f"\npgward integration work dir kept: {d}")
     else:
         shutil.rmtree(d, ignore_errors=True)
@@ -123,6 +123,25 @@ def no_sanitizer_reports():
     new = h.SANITIZER_REPORTS[before:]
     if new:
         pytest.fail("sanitizer report(s):\n" + "\n".join(new), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def shared_stack_stays_up(request):
+    """Stops the run at the first test after which a shared stack process is gone.
+
+    Every later test would only fail with "connection refused"; this names the process, its
+    exit status and its log tail (a crash writes its signal and stack trace there) instead,
+    and keeps the work dir."""
+    yield
+    if "stack" not in request.fixturenames:
+        return
+    env = request.getfixturevalue("stack")
+    for proc in (env.gateway.proc, env.agent.proc, env.idp.proc):
+        if proc is not None and not proc.alive():
+            h.KEEP_WORKDIR.append(f"shared {proc.name} exited")
+            pytest.exit(f"the shared stack's {proc.name} exited (rc={proc.returncode()}) during or "
+                        f"after {request.node.nodeid}; log {proc.log_path}:\n{h.tail(proc.log_path)}",
+                        returncode=1)
 
 
 @pytest.fixture(scope="session")

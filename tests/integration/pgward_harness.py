@@ -44,6 +44,7 @@ SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime
                      "WARNING: ThreadSanitizer")
 SANITIZED = any(v in os.environ for v in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS"))
 SANITIZER_REPORTS: list[str] = []  # "<process>: <first report line>", appended as found
+KEEP_WORKDIR: list[str] = []  # why the integration work dir must outlive the run (e.g. a crash)
 
 
 def sanitizer_report(text: str) -> str | None:

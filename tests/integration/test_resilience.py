@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import queue
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 
 import jwt_forge as jf
+import pgward_harness as h
 from pgward_harness import unique, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -195,6 +197,27 @@ def test_forged_cancel_keys_cancel_nothing(stack):
         conn.cancel()
         _, exc2, _ = bg2.result(10)
         assert isinstance(exc2, psycopg.errors.QueryCanceled), f"the real cancel key did not cancel: {exc2!r}"
+
+
+# ---------------------------------------------------------------------------------------------
+# A crash leaves its trace in the log
+
+@pytest.mark.skipif(h.SANITIZED, reason="sanitizer builds print their own fatal-signal report")
+@pytest.mark.parametrize("which", ["gateway", "agent"])
+def test_a_fatal_signal_writes_its_stack_trace_to_the_log(isolated_gateway, which):
+    """Core dumps are off (secrets), so the log is all a crash report has: the process names
+    the signal and prints the thread's stack trace, then still dies of the signal."""
+    env = isolated_gateway()
+    proc = env.gateway.proc if which == "gateway" else env.agent.proc
+    os.kill(proc.pid, signal.SIGSEGV)
+    proc.popen.wait(15)
+    assert proc.returncode() == -signal.SIGSEGV
+    log = proc.log()[proc.log_start:]
+    assert "*** SIGSEGV received, stack trace" in log, log[-3000:]
+    frames = [line for line in log.splitlines() if re.search(r"\)\[0x[0-9a-f]+\]$", line)]
+    assert len(frames) >= 2, log[-3000:]
+    binary = "pgward-gateway" if which == "gateway" else "pgward-agent"
+    assert any(binary + "(" in f for f in frames), "\n".join(frames)
 
 
 # ---------------------------------------------------------------------------------------------
