@@ -28,6 +28,7 @@ void HardenProcess() {
   }
 }
 
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 namespace {
 
 constexpr int kFatalSignals[] = {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL};
@@ -60,6 +61,7 @@ void OnFatalSignal(int signo, siginfo_t*, void*) {
 }
 
 }  // namespace
+#endif
 
 void InstallCrashReporter() {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
