@@ -141,7 +141,9 @@ asio::awaitable<void> FrontendConnection::Relay() {
   co_await (CallerToAgent() && AgentToCaller());
   FinishStream();
   co_await session_->bridge->done.Wait();
-  session_->stream = nullptr;  // OnDone has run: the stream deletes itself
+  // OnDone has run and both loops are over: nothing refers into the stream any more.
+  session_->stream->Destroy();
+  session_->stream = nullptr;
   auto [kill_reason, kill_message] = session_->KillReason();
   if (!kill_reason.empty()) end_reason_ = kill_reason;
   if (end_reason_.empty()) end_reason_ = "closed";

@@ -57,11 +57,17 @@ std::shared_ptr<SessionBridge> SessionStream::Bridge() {
 }
 
 void SessionStream::OnDone() {
-  // The one place a SessionStream is deleted, paired or not. The paired owner touches the
-  // stream no more once `done` fired (it may run inside this Post); the bridge is shared, so
-  // the signal outlives `this`.
-  if (std::shared_ptr<SessionBridge> bridge = Bridge()) bridge->done.Post(true);
-  delete this;
+  std::shared_ptr<SessionBridge> bridge = Bridge();
+  if (!bridge) {
+    delete this;  // never paired: nobody else holds it
+    return;
+  }
+  // Paired: the owner deletes it with Destroy() once `done` fired and it is done with the
+  // stream. Not here: the owner's coroutine may still be about to resume from a read that
+  // completed (queued behind the session's work) and look at incoming(), or be writing a
+  // frame's data to the caller, when the last operation comes back. The owner may run
+  // inside this Post: nothing of `this` is touched after it.
+  bridge->done.Post(true);
 }
 
 }  // namespace pgward::gateway

@@ -23,10 +23,10 @@ class SessionBroker;
 using SessionBridge = net::StreamCompletions;
 
 // Lifecycle: authenticated on the store executor as it arrives; reads the agent's first frame
-// (`opened`) and asks the broker to pair it with the waiting caller. Unpaired, it finishes.
-// Once paired, the caller's coroutine drives it: only it starts reads and writes and calls
-// Finish(), and it lets go of the stream when `done` fires. Either way it deletes itself in
-// OnDone, once every operation has completed, and nowhere else.
+// (`opened`) and asks the broker to pair it with the waiting caller. Unpaired, it finishes and
+// deletes itself in OnDone. Once paired, the caller's coroutine owns it: only it starts reads
+// and writes and calls Finish(), and it deletes the reactor with Destroy() once `done` fired
+// (OnDone: every operation has completed) and it holds no reference into the stream.
 class SessionStream : public net::ServerBidiReactor<pgward::v1::SessionFrame, pgward::v1::SessionFrame> {
  public:
   SessionStream(std::unique_ptr<Call> call, AgentServiceImpl& service, SessionBroker& broker);
@@ -45,6 +45,8 @@ class SessionStream : public net::ServerBidiReactor<pgward::v1::SessionFrame, pg
   }
   void Cancel() { TryCancel(); }
   void FinishOk() { Finish(grpc::Status::OK); }
+  // For the paired owner, once `done` fired.
+  void Destroy() { delete this; }
 
  private:
   void OnReadDone(bool ok) override;

@@ -12,7 +12,9 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import struct
 import threading
 import time
 from pathlib import Path
@@ -369,6 +371,60 @@ def _rss_kib(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def test_callers_that_vanish_mid_result_leave_the_gateway_serving(stack):
+    """Callers that leave while a result streams to them (Terminate and close, close, reset),
+    from several threads at once: the relay's two directions end while a frame is arriving
+    from the agent or being written to the caller. (The gateway once freed the session stream
+    under a frame still in use when the agent's last frame and the caller's end crossed: a
+    window of microseconds that this cannot hit on demand, but the paths around it are these,
+    and the suite's shared-stack check names such a crash.) Every session ends as the caller's
+    doing and the gateway goes on serving."""
+    token = stack.token("alice-bot")
+    tag = unique("vanish")
+    sql = f"select g, repeat('v', 500) from generate_series(1, 20000) g /* {tag} */"
+    errors: list[BaseException] = []
+
+    def caller(worker: int) -> None:
+        rng = random.Random(worker)
+        try:
+            for _ in range(PER_WORKER):
+                sock, _ = jf.raw_session(stack.gateway_host, stack.gateway_pg_port, "shop", token)
+                sock.sendall(jf.query_message(sql))
+                want = rng.choice([0, 1, 8192, 65536, 262144])
+                got = 0
+                while got < want:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        break
+                    got += len(chunk)
+                how = rng.choice(["terminate", "close", "reset"])
+                if how == "terminate":
+                    sock.sendall(b"X" + struct.pack("!I", 4))
+                elif how == "reset":
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    WORKERS, PER_WORKER = 4, 15
+    threads = [threading.Thread(target=caller, args=(w,)) for w in range(WORKERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert stack.gateway.alive(), stack.gateway_log()[-3000:]
+    wait_gone(stack, tag, timeout=30)
+    total = WORKERS * PER_WORKER
+    ended = stack.wait_sessions(
+        lambda ss: len(ss) >= total and all(s.get("end_reason") in ("client_disconnect", "client_terminate")
+                                            for s in ss[:total]) and ss[:total],
+        timeout=30, principal="alice-bot")
+    assert len(ended) == total
+    value, took = _timed_select(stack, token)
+    assert value[0] >= 3 and took < 3
 
 
 def test_slow_reader_does_not_block_others(stack):
