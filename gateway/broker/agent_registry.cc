@@ -30,10 +30,12 @@ absl::Status AgentRegistry::Register(ControlStream* stream) {
   return absl::OkStatus();
 }
 
-void AgentRegistry::Unregister(ControlStream* stream) {
+bool AgentRegistry::Unregister(ControlStream* stream) {
   absl::MutexLock lock(&mu_);
   auto it = streams_.find(stream->agent());
-  if (it != streams_.end() && it->second == stream) streams_.erase(it);
+  if (it == streams_.end() || it->second != stream) return false;
+  streams_.erase(it);
+  return true;
 }
 
 bool AgentRegistry::Online(const std::string& agent) {

@@ -22,7 +22,8 @@ class AgentRegistry {
   // of the same agent process (same boot id: it lost its connection and the gateway has not
   // noticed yet) replaces the older one, as does any stream once the older one is finishing.
   absl::Status Register(ControlStream* stream);
-  void Unregister(ControlStream* stream);
+  // True when `stream` was the agent's current one: the agent is offline now.
+  bool Unregister(ControlStream* stream);
   bool Online(const std::string& agent);
   uint32_t ActiveSessions(const std::string& agent);
   // False when the agent is offline or its stream refused the message.

@@ -76,7 +76,7 @@ void AgentServiceImpl::Start(grpc::ServerCompletionQueue* cq) {
              void* tag) { service_.RequestControl(context, stream, queue, queue, tag); },
       cq,
       [this](std::unique_ptr<ControlStream::Call> call) {
-        new ControlStream(std::move(call), ControlStream::Deps{this, &registry_, &audit_, &store_,
+        new ControlStream(std::move(call), ControlStream::Deps{this, &registry_, &audit_, &broker_, &store_,
                                                                heartbeat_interval_ms_, store_executor_});
       });
   net::BidiAcceptor<SessionFrame, SessionFrame>::Start(

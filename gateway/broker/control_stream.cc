@@ -9,6 +9,7 @@
 #include "gateway/broker/agent_service.h"
 #include "gateway/broker/audit_writer.h"
 #include "gateway/broker/event_bounds.h"
+#include "gateway/broker/session_broker.h"
 #include "gateway/store/store.h"
 
 namespace pgward::gateway {
@@ -25,6 +26,7 @@ ControlStream::ControlStream(std::unique_ptr<Call> call, Deps deps)
       service_(*deps.service),
       registry_(*deps.registry),
       audit_(*deps.audit),
+      broker_(*deps.broker),
       store_(*deps.store),
       heartbeat_interval_ms_(deps.heartbeat_interval_ms),
       store_executor_(std::move(deps.store_executor)),
@@ -266,8 +268,11 @@ void ControlStream::OnDone() {
     absl::MutexLock lock(&read_gate_->mu);
     read_gate_->stream = nullptr;
   }
-  registry_.Unregister(this);
-  if (registered_) Log(LogLevel::kInfo, "agents", "agent ", agent_, " offline");
+  if (registry_.Unregister(this)) {
+    Log(LogLevel::kInfo, "agents", "agent ", agent_, " offline");
+    // Not when a newer stream of the agent replaced this one: that one may still get the grants.
+    broker_.AgentOffline(agent_);
+  }
   delete this;
 }
 

@@ -19,6 +19,7 @@ namespace pgward::gateway {
 
 class AgentRegistry;
 class AuditWriter;
+class SessionBroker;
 }  // namespace pgward::gateway
 namespace pgward::store {
 class Store;
@@ -38,6 +39,7 @@ class ControlStream : public net::ServerBidiReactor<pgward::v1::AgentMessage, pg
     AgentServiceImpl* service;
     AgentRegistry* registry;
     AuditWriter* audit;
+    SessionBroker* broker;  // told when the agent goes offline (OnDone)
     store::Store* store;
     uint32_t heartbeat_interval_ms;
     asio::any_io_executor store_executor;
@@ -90,6 +92,7 @@ class ControlStream : public net::ServerBidiReactor<pgward::v1::AgentMessage, pg
   AgentServiceImpl& service_;
   AgentRegistry& registry_;
   AuditWriter& audit_;
+  SessionBroker& broker_;
   store::Store& store_;
   const uint32_t heartbeat_interval_ms_;
   const asio::any_io_executor store_executor_;

@@ -208,7 +208,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
   auto paired = std::make_shared<net::AsyncSignal>(executor);
   {
     absl::MutexLock lock(&mu_);
-    pending_[session_id] = Pending{agent, bridge, paired, nullptr, false};
+    pending_[session_id] = Pending{agent, bridge, paired, nullptr, false, false};
   }
   pgward::v1::GatewayMessage message;
   *message.mutable_session_grant() = std::move(prepared->grant);
@@ -224,6 +224,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
   co_await (paired->Wait() || timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable)));
   SessionStream* stream = nullptr;
   bool agent_deleted = false;
+  bool agent_offline = false;
   std::shared_ptr<LiveSession> session;
   {
     // Leaving pending_ and joining live_ in one step: AgentDeleted sees the session in one or
@@ -233,6 +234,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
     if (it != pending_.end()) {
       stream = it->second.stream;
       agent_deleted = it->second.agent_deleted;
+      agent_offline = it->second.agent_offline;
       pending_.erase(it);
     }
     if (stream != nullptr && !agent_deleted && stream->first_frame().opened().ok()) {
@@ -261,6 +263,10 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
   if (stream == nullptr) {
     if (agent_deleted) {
       co_return absl::UnavailableError(absl::StrCat("the agent \"", agent, "\" was deleted; try again later"));
+    }
+    if (agent_offline) {
+      co_return absl::UnavailableError(
+          absl::StrCat("the agent \"", agent, "\" went offline before it opened the session; try again later"));
     }
     co_return absl::DeadlineExceededError(absl::StrCat("the agent \"", agent, "\" did not open the session within ",
                                                        options_.open_timeout.count() / 1000, " s"));
@@ -382,7 +388,6 @@ void SessionBroker::GrantsChanged() {
 }
 
 void SessionBroker::AgentDeleted(const std::string& agent) {
-  agents_.End(agent, grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this agent was deleted"));
   std::vector<std::shared_ptr<LiveSession>> sessions;
   std::vector<std::shared_ptr<net::AsyncSignal>> waiting;
   {
@@ -396,6 +401,9 @@ void SessionBroker::AgentDeleted(const std::string& agent) {
       if (session->agent == agent) sessions.push_back(session);
     }
   }
+  // After the pending opens are marked: the stream's end wakes them too (AgentOffline), and
+  // they should say the agent was deleted, not that it went offline.
+  agents_.End(agent, grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this agent was deleted"));
   // Outside mu_: each may run its waiting Open() right here.
   for (const auto& signal : waiting) signal->Post(true);
   for (const auto& session : sessions) {
@@ -403,6 +411,25 @@ void SessionBroker::AgentDeleted(const std::string& agent) {
         ": its agent ", agent, " was deleted");
     session->Kill("agent_deleted", "pgward: the session ended because its agent was deleted by an administrator");
   }
+}
+
+void SessionBroker::AgentOffline(const std::string& agent) {
+  std::vector<std::shared_ptr<net::AsyncSignal>> waiting;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto& [id, pending] : pending_) {
+      // A Session stream that already paired carries the session by itself.
+      if (pending.agent != agent || pending.stream != nullptr) continue;
+      pending.agent_offline = true;
+      waiting.push_back(pending.paired);
+    }
+  }
+  if (!waiting.empty()) {
+    Log(LogLevel::kInfo, "broker", "agent ", agent, " went offline; failing ", waiting.size(),
+        " session(s) waiting for it");
+  }
+  // Outside mu_: each may run its waiting Open() right here.
+  for (const auto& signal : waiting) signal->Post(true);
 }
 
 }  // namespace pgward::gateway

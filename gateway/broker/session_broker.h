@@ -99,6 +99,12 @@ class SessionBroker : public admin::LiveDirectory {
   void GrantsChanged() override;
   // Ends the agent's control stream and its live sessions (57P01) and fails its pending ones.
   void AgentDeleted(const std::string& agent) override;
+  // The agent's control stream ended and none replaced it. A grant sent on it may never have
+  // arrived, and nothing else would tell the caller waiting for it, so the agent's pending
+  // opens fail now (08006) rather than at the open timeout. Its live sessions go on: each runs
+  // on its own Session stream, which an agent keeps across a control stream reconnect (same
+  // boot id) and which breaks by itself when the agent process dies.
+  void AgentOffline(const std::string& agent);
 
  private:
   struct Pending {
@@ -107,6 +113,7 @@ class SessionBroker : public admin::LiveDirectory {
     std::shared_ptr<net::AsyncSignal> paired;
     SessionStream* stream = nullptr;
     bool agent_deleted = false;
+    bool agent_offline = false;  // its control stream ended before the Session stream came
   };
   // Everything Open needs before it asks the agent: the grant to send, and the checks.
   struct PreparedSession {
