@@ -62,8 +62,8 @@ void LiveSession::KillOnExecutor(std::string reason, std::string message) {
       e->set_message(std::move(message));
     }
   }
-  // On the session's executor, where the stream is finished and destroyed: it still exists
-  // (finished_ is set before Finish). Outside mu_: TryCancel may run reactions inline, and they
+  // On the session's executor, where the stream is finished and released: it still exists
+  // (finished_ is set before Finish, and the owner releases it only after that). Outside mu_: TryCancel may run reactions inline, and they
   // may resume the caller's coroutine, which takes mu_.
   stream->Cancel();
   // Without it the agent would see only its session stream cancelled and close the upstream
@@ -276,8 +276,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
     std::string message = opened.message().empty() ? std::string("upstream login failed") : opened.message();
     if (agent_deleted) message = absl::StrCat("the agent \"", agent, "\" was deleted; try again later");
     stream->FinishOk();
-    co_await bridge->done.Wait();
-    stream->Destroy();
+    stream->Release();
     co_return absl::UnavailableError(message);
   }
 

@@ -42,7 +42,7 @@ class LiveSession : public std::enable_shared_from_this<LiveSession> {
   std::shared_ptr<SessionBridge> bridge;
   SessionAdmission::Ticket admission;  // its place under the session caps, given back at Close
   AgentRegistry* agents = nullptr;     // for the EndSession a kill sends to the agent
-  // The caller connection's SerialExecutor: the stream is driven, finished and destroyed there,
+  // The caller connection's SerialExecutor: the stream is driven, finished and released there,
   // so a kill runs there too and needs no lock around the stream.
   asio::any_io_executor executor;
 

@@ -140,9 +140,9 @@ void FrontendConnection::FinishStream() {
 asio::awaitable<void> FrontendConnection::Relay() {
   co_await (CallerToAgent() && AgentToCaller());
   FinishStream();
-  co_await session_->bridge->done.Wait();
-  // OnDone has run and both loops are over: nothing refers into the stream any more.
-  session_->stream->Destroy();
+  // Both loops are over and the stream is finished: nothing here refers into it any more, and
+  // it deletes itself once gRPC has completed what is in flight.
+  session_->stream->Release();
   session_->stream = nullptr;
   auto [kill_reason, kill_message] = session_->KillReason();
   if (!kill_reason.empty()) end_reason_ = kill_reason;

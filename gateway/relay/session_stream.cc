@@ -22,9 +22,13 @@ SessionStream::SessionStream(std::unique_ptr<Call> call, AgentServiceImpl& servi
 }
 
 void SessionStream::Attach(std::shared_ptr<SessionBridge> bridge) {
+  // In OnReadDone of the first read, which is still outstanding: the call cannot end meanwhile.
+  AddHold();  // the owner's, given back by Release()
   absl::MutexLock lock(&mu_);
   bridge_ = std::move(bridge);
 }
+
+void SessionStream::Release() { RemoveHold(); }
 
 void SessionStream::OnReadDone(bool ok) {
   if (first_read_) {
@@ -57,17 +61,9 @@ std::shared_ptr<SessionBridge> SessionStream::Bridge() {
 }
 
 void SessionStream::OnDone() {
-  std::shared_ptr<SessionBridge> bridge = Bridge();
-  if (!bridge) {
-    delete this;  // never paired: nobody else holds it
-    return;
-  }
-  // Paired: the owner deletes it with Destroy() once `done` fired and it is done with the
-  // stream. Not here: the owner's coroutine may still be about to resume from a read that
-  // completed (queued behind the session's work) and look at incoming(), or be writing a
-  // frame's data to the caller, when the last operation comes back. The owner may run
-  // inside this Post: nothing of `this` is touched after it.
-  bridge->done.Post(true);
+  // The one place a SessionStream is deleted, paired or not: every operation has completed
+  // and, if it was paired, its owner has let go (Release), so nothing refers into it.
+  delete this;
 }
 
 }  // namespace pgward::gateway

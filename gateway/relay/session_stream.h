@@ -23,16 +23,23 @@ class SessionBroker;
 using SessionBridge = net::StreamCompletions;
 
 // Lifecycle: authenticated on the store executor as it arrives; reads the agent's first frame
-// (`opened`) and asks the broker to pair it with the waiting caller. Unpaired, it finishes and
-// deletes itself in OnDone. Once paired, the caller's coroutine owns it: only it starts reads
-// and writes and calls Finish(), and it deletes the reactor with Destroy() once `done` fired
-// (OnDone: every operation has completed) and it holds no reference into the stream.
+// (`opened`) and asks the broker to pair it with the waiting caller. Unpaired, it finishes.
+// Paired, the caller's coroutine owns it: only it starts reads and writes and calls Finish(),
+// and it holds the call (a reactor hold taken in Attach) until it calls Release(), after which
+// it touches the stream no more. Either way the stream deletes itself in OnDone, which runs
+// once every operation has completed and the owner has let go, and nowhere else: a read that
+// completes while the owner still looks at incoming() or writes a frame's data to the caller
+// cannot free the frame under it.
 class SessionStream : public net::ServerBidiReactor<pgward::v1::SessionFrame, pgward::v1::SessionFrame> {
  public:
   SessionStream(std::unique_ptr<Call> call, AgentServiceImpl& service, SessionBroker& broker);
 
-  // For the paired caller's coroutine.
+  // For the broker, pairing it (inside the first read's reaction): the caller's coroutine owns
+  // it from now on, until Release().
   void Attach(std::shared_ptr<SessionBridge> bridge);
+  // For the owner, after its last operation was started and Finish was called: it lets go.
+  // The stream may be deleted before this returns.
+  void Release();
   const pgward::v1::SessionFrame& first_frame() const { return first_; }
   pgward::v1::SessionFrame& incoming() { return incoming_; }
   pgward::v1::SessionFrame& outgoing() { return outgoing_; }
@@ -45,8 +52,6 @@ class SessionStream : public net::ServerBidiReactor<pgward::v1::SessionFrame, pg
   }
   void Cancel() { TryCancel(); }
   void FinishOk() { Finish(grpc::Status::OK); }
-  // For the paired owner, once `done` fired.
-  void Destroy() { delete this; }
 
  private:
   void OnReadDone(bool ok) override;
