@@ -1,5 +1,5 @@
 // analyzer_cost: CPU time per SqlAnalyzer::AnalyzeQuery for pgbench's -M simple statements, whose
-// literals differ on every call (bench/NOTES.md section 7). Single-threaded, seeded, no server.
+// literals differ on every call (bench/NOTES.md section 8). Single-threaded, seeded, no server.
 //
 //   analyzer_cost [--iterations N] [--seed S]
 //
