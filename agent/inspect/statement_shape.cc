@@ -71,6 +71,25 @@ char ConstantTag(int kind, std::string_view token) {
   }
 }
 
+bool IsIdentifierByte(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || c == '_' || c == '$' ||
+         u >= 0x80;
+}
+
+// Could `text` hold a constant token? Every constant holds a quote or starts with a digit (or '.'
+// then a digit) that no identifier byte precedes; dollar quotes start with '$' and no digit. False
+// positives only cost a scan.
+bool MayHoldConstant(std::string_view text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\'') return true;
+    if (c == '$' && (i + 1 == text.size() || !(text[i + 1] >= '0' && text[i + 1] <= '9'))) return true;
+    if (c >= '0' && c <= '9' && (i == 0 || !IsIdentifierByte(text[i - 1]))) return true;
+  }
+  return false;
+}
+
 size_t Digits(size_t n) {
   size_t digits = 1;
   while (n >= 10) n /= 10, ++digits;
@@ -173,10 +192,12 @@ std::shared_ptr<const ShapeEntry> ShapeEntry::Build(std::string_view sql, const 
     const StatementDetail& detail = analysis.details[i];
     if (!statement->parsed || statement->limit != AnalysisLimit::kNone || !detail.literal_independent) return nullptr;
     if (statement->normalized.empty() || statement->fingerprint.empty()) return nullptr;
-    auto normalized_tokens = ScanSql(detail.raw_normalized);
-    if (!normalized_tokens) return nullptr;
-    for (const SqlToken& t : *normalized_tokens) {
-      if (IsConstant(t.kind)) return nullptr;  // a constant the normalizer kept: its value shows
+    if (MayHoldConstant(detail.raw_normalized)) {  // usually not: "... WHERE aid = $1"
+      auto normalized_tokens = ScanSql(detail.raw_normalized);
+      if (!normalized_tokens) return nullptr;
+      for (const SqlToken& t : *normalized_tokens) {
+        if (IsConstant(t.kind)) return nullptr;  // a constant the normalizer kept: its value shows
+      }
     }
     auto begin = PositionOf(detail.begin, sql, shape);
     auto end = PositionOf(detail.end, sql, shape);
