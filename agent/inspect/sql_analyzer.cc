@@ -1,7 +1,10 @@
-// SqlAnalyzer: libpg_query parse, normalize and fingerprint, with an LRU cache by exact text.
+// SqlAnalyzer: libpg_query parse, normalize and fingerprint, with LRU caches by exact text and by
+// statement shape.
 #include "agent/inspect/sql_analyzer.h"
 
+#include <algorithm>
 #include <array>
+#include <optional>
 #include <utility>
 
 #include <pg_query.h>  // defines PG_VERSION: keep it out of headers
@@ -12,6 +15,7 @@
 #include "agent/inspect/literals.h"
 #include "agent/inspect/run_with_stack.h"
 #include "agent/inspect/statement_classifier.h"
+#include "agent/inspect/statement_shape.h"
 
 namespace pgward::inspect {
 namespace {
@@ -68,13 +72,14 @@ struct ParsedStatement {
   nlohmann::json tree;
 };
 
-std::string Normalize(const std::string& text) {
+// `raw` gets pg_query_normalize's own output (the shape cache checks it keeps no constant).
+std::string Normalize(const std::string& text, std::string& raw) {
   PgQueryNormalizeResult result = pg_query_normalize(text.c_str());
-  std::string out = result.error == nullptr && result.normalized_query != nullptr ? result.normalized_query : "";
+  raw = result.error == nullptr && result.normalized_query != nullptr ? result.normalized_query : "";
   pg_query_free_normalize_result(result);
-  if (out.empty()) return out;
+  if (raw.empty()) return raw;
   // pg_query_normalize leaves the constants of many utility statements in place.
-  return ReplaceRemainingLiterals(out).value_or("");
+  return ReplaceRemainingLiterals(raw).value_or("");
 }
 
 std::string Fingerprint(const std::string& text) {
@@ -98,13 +103,19 @@ AnalyzedStatementPtr OverLimit(std::string_view sql, AnalysisLimit limit) {
   return s;
 }
 
-AnalyzedStatementPtr Analyze(const ParsedStatement& parsed) {
+// `sql` is the whole text `parsed` is a slice of.
+AnalyzedStatementPtr Analyze(const ParsedStatement& parsed, const std::string& sql, StatementDetail& detail) {
   auto s = std::make_shared<AnalyzedStatement>();
-  s->text = std::string(Trim(parsed.text));
+  const std::string_view text = Trim(parsed.text);
+  s->text = std::string(text);
+  detail.begin = static_cast<size_t>(text.data() - sql.data());
+  detail.end = detail.begin + text.size();
   s->parsed = true;
-  s->normalized = Normalize(s->text);
+  s->normalized = Normalize(s->text, detail.raw_normalized);
   s->fingerprint = Fingerprint(s->text);
   Classification c = ClassifyStatement(parsed.tree);
+  detail.literal_independent = c.literal_independent;
+  detail.constant_locations = std::move(c.constant_locations);
   s->statement_class = c.statement_class;
   s->required_classes = c.required_classes;
   s->class_note = std::move(c.class_note);
@@ -122,8 +133,9 @@ AnalyzedStatementPtr Analyze(const ParsedStatement& parsed) {
 // from the parse tree's stmt_location/stmt_len, the same ones pg_query_split_with_parser reports,
 // so one parse serves both splitting and classification. The tree's size and depth are checked
 // before anything walks it. Runs on a stack big enough for `sql` (see AnalyzerLimits).
-std::vector<AnalyzedStatementPtr> ParseAndAnalyzeOrThrow(const std::string& sql, const AnalyzerLimits& limits) {
-  std::vector<AnalyzedStatementPtr> out;
+FullAnalysis ParseAndAnalyzeOrThrow(const std::string& sql, const AnalyzerLimits& limits) {
+  FullAnalysis analysis;
+  std::vector<AnalyzedStatementPtr>& out = analysis.statements;
   PgQueryParseResult result = pg_query_parse(sql.c_str());
   std::vector<ParsedStatement> parsed;
   if (result.error != nullptr || result.parse_tree == nullptr) {
@@ -135,6 +147,7 @@ std::vector<AnalyzedStatementPtr> ParseAndAnalyzeOrThrow(const std::string& sql,
   } else if (tree.size() > limits.max_tree_bytes) {
     out.push_back(OverLimit(sql, AnalysisLimit::kTooLarge));
   } else {
+    analysis.tree_bytes = tree.size();
     nlohmann::json root = nlohmann::json::parse(tree, nullptr, /*allow_exceptions=*/false);
     auto stmts = root.is_object() ? root.find("stmts") : root.end();
     if (!root.is_object() || stmts == root.end() || !stmts->is_array()) {
@@ -153,17 +166,26 @@ std::vector<AnalyzedStatementPtr> ParseAndAnalyzeOrThrow(const std::string& sql,
     }
   }
   pg_query_free_parse_result(result);
-  for (const auto& p : parsed) out.push_back(Analyze(p));
-  return out;
+  analysis.details.resize(parsed.size());
+  for (size_t i = 0; i < parsed.size(); ++i) out.push_back(Analyze(parsed[i], sql, analysis.details[i]));
+  return analysis;
 }
 
 // Never throws (it may run on a thread of its own): a tree nlohmann cannot read is unparsed.
-std::vector<AnalyzedStatementPtr> ParseAndAnalyze(const std::string& sql, const AnalyzerLimits& limits) {
+FullAnalysis ParseAndAnalyze(const std::string& sql, const AnalyzerLimits& limits) {
   try {
     return ParseAndAnalyzeOrThrow(sql, limits);
   } catch (const std::exception&) {
-    return {Unparsed(sql, "the parse tree could not be read")};
+    FullAnalysis analysis;
+    analysis.statements.push_back(Unparsed(sql, "the parse tree could not be read"));
+    return analysis;
   }
+}
+
+FullAnalysis Only(AnalyzedStatementPtr statement) {
+  FullAnalysis analysis;
+  analysis.statements.push_back(std::move(statement));
+  return analysis;
 }
 
 }  // namespace
@@ -187,44 +209,73 @@ SqlAnalyzer::SqlAnalyzer(size_t cache_entries, AnalyzerLimits limits)
     : limits_(limits),
       large_stack_(limits.large_stack_bytes),
       query_cache_(cache_entries),
-      parse_cache_(cache_entries) {}
+      parse_cache_(cache_entries),
+      shape_cache_(cache_entries) {}
 
-std::vector<AnalyzedStatementPtr> SqlAnalyzer::Analyze(std::string_view sql) const {
-  std::vector<AnalyzedStatementPtr> out;
-  if (Trim(sql).empty()) return out;
-  if (sql.size() > limits_.max_statement_bytes) {
-    out.push_back(OverLimit(sql, AnalysisLimit::kTooLarge));
-    return out;
-  }
+FullAnalysis SqlAnalyzer::Analyze(std::string_view sql) const {
+  if (Trim(sql).empty()) return {};
+  if (sql.size() > limits_.max_statement_bytes) return Only(OverLimit(sql, AnalysisLimit::kTooLarge));
   // An embedded NUL cannot reach Postgres intact (the Query message is a C string): the text
   // after it would be invisible to the parser but not to us, so refuse to call it parsed.
-  if (sql.find('\0') != std::string_view::npos) {
-    out.push_back(Unparsed(sql, "the statement contains a zero byte"));
-    return out;
-  }
+  if (sql.find('\0') != std::string_view::npos) return Only(Unparsed(sql, "the statement contains a zero byte"));
   const std::string owned(sql);  // libpg_query needs a NUL-terminated string
   if (owned.size() <= limits_.inline_bytes) return ParseAndAnalyze(owned, limits_);
+  FullAnalysis out;
   bool done = false;
   const bool ran = large_stack_.Run([&] {
     out = ParseAndAnalyze(owned, limits_);
     done = true;
   });
-  if (!ran || !done) out.assign(1, OverLimit(sql, AnalysisLimit::kNoResources));
+  if (!ran || !done) out = Only(OverLimit(sql, AnalysisLimit::kNoResources));
   return out;
 }
 
 std::vector<AnalyzedStatementPtr> SqlAnalyzer::AnalyzeQuery(std::string_view sql) {
   {
     absl::MutexLock lock(&mu_);
-    if (auto* hit = query_cache_.Find(sql)) return *hit;
+    if (auto* hit = query_cache_.Find(sql)) {
+      ++stats_.exact_hits;
+      return *hit;
+    }
+  }
+  // Only texts the analyzer parses inline, under every size limit, are shaped: a reused analysis
+  // then needs no large stack, and the shape key stays as small as the exact cache's keys.
+  std::optional<StatementShape> shape;
+  if (sql.size() <= std::min({limits_.inline_bytes, limits_.max_statement_bytes, kMaxCachedTextBytes})) {
+    shape = ShapeOfText(sql);
+  }
+  if (shape.has_value()) {
+    std::shared_ptr<const ShapeEntry> entry;
+    {
+      absl::MutexLock lock(&mu_);
+      if (auto* hit = shape_cache_.Find(shape->key)) entry = *hit;
+    }
+    if (entry != nullptr) {
+      if (auto reused = entry->Instantiate(sql, *shape, limits_.max_tree_bytes)) {
+        absl::MutexLock lock(&mu_);
+        ++stats_.shape_hits;
+        return *std::move(reused);
+      }
+    }
   }
   // Parse outside the lock: libpg_query is thread-safe (per-thread memory contexts).
-  std::vector<AnalyzedStatementPtr> result = Analyze(sql);
-  if (sql.size() <= kMaxCachedTextBytes) {
-    absl::MutexLock lock(&mu_);
-    query_cache_.Put(sql, result);
+  FullAnalysis analysis = Analyze(sql);
+  std::shared_ptr<const ShapeEntry> entry = shape.has_value() ? ShapeEntry::Build(sql, *shape, analysis) : nullptr;
+  absl::MutexLock lock(&mu_);
+  ++stats_.full_analyses;
+  if (entry != nullptr) {
+    // Its literal variants are served from the shape; keeping each of them by text as well would
+    // only push other texts out of the exact cache.
+    shape_cache_.Put(shape->key, std::move(entry));
+  } else if (sql.size() <= kMaxCachedTextBytes) {
+    query_cache_.Put(sql, analysis.statements);
   }
-  return result;
+  return std::move(analysis.statements);
+}
+
+AnalyzerStats SqlAnalyzer::stats() const {
+  absl::MutexLock lock(&mu_);
+  return stats_;
 }
 
 AnalyzedStatementPtr SqlAnalyzer::AnalyzeParse(std::string_view sql) {
@@ -232,7 +283,7 @@ AnalyzedStatementPtr SqlAnalyzer::AnalyzeParse(std::string_view sql) {
     absl::MutexLock lock(&mu_);
     if (auto* hit = parse_cache_.Find(sql)) return *hit;
   }
-  std::vector<AnalyzedStatementPtr> parts = Analyze(sql);
+  std::vector<AnalyzedStatementPtr> parts = Analyze(sql).statements;
   AnalyzedStatementPtr result;
   if (parts.size() == 1) {
     result = parts.front();

@@ -18,6 +18,9 @@
 
 namespace pgward::inspect {
 
+class ShapeEntry;
+struct FullAnalysis;
+
 // What a statement does, as far as policy is concerned. Policy grants are expressed in these.
 // kProcedure is caller-supplied code (DO, CALL, functions, triggers, rules, ...; see
 // statement_classifier.cc): its effect cannot be read from the statement text.
@@ -103,9 +106,18 @@ struct AnalyzerLimits {
   size_t large_stack_bytes = size_t{256} << 20;
 };
 
+// How AnalyzeQuery answered, since the analyzer was made.
+struct AnalyzerStats {
+  uint64_t exact_hits = 0;     // the same text was analyzed before
+  uint64_t shape_hits = 0;     // a text differing only in constants was (statement_shape.h)
+  uint64_t full_analyses = 0;  // parsed, normalized, fingerprinted and classified afresh
+};
+
 // Thread-safe. Results are cached by exact SQL text (LRU), because the hot path re-sends the
 // same SQL; texts over kMaxCachedTextBytes are analyzed but not cached, so the cache stays
-// bounded in bytes as well as entries.
+// bounded in bytes as well as entries. Simple-protocol texts that differ only in their constants
+// (drivers and pgbench -M simple inline every value) share one analysis per shape (LRU) when no
+// part of it can depend on those constants; see statement_shape.cc.
 class SqlAnalyzer {
  public:
   static constexpr size_t kMaxCachedTextBytes = 64 * 1024;
@@ -125,16 +137,19 @@ class SqlAnalyzer {
   AnalyzedStatementPtr AnalyzeParse(std::string_view sql);
 
   const AnalyzerLimits& limits() const { return limits_; }
+  AnalyzerStats stats() const;
 
  private:
-  std::vector<AnalyzedStatementPtr> Analyze(std::string_view sql) const;
+  FullAnalysis Analyze(std::string_view sql) const;
 
   const AnalyzerLimits limits_;
   // Analyzes texts over limits_.inline_bytes; mutable: Analyze() is logically const.
   mutable LargeStackWorker large_stack_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   LruCache<std::vector<AnalyzedStatementPtr>> query_cache_ ABSL_GUARDED_BY(mu_);
   LruCache<AnalyzedStatementPtr> parse_cache_ ABSL_GUARDED_BY(mu_);
+  LruCache<std::shared_ptr<const ShapeEntry>> shape_cache_ ABSL_GUARDED_BY(mu_);  // by StatementShape::key
+  AnalyzerStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace pgward::inspect

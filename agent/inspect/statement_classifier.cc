@@ -175,6 +175,7 @@ struct TreeFacts {
   bool changes_read_only = false;
   bool changes_lexing = false;
   ConstantReader constants;
+  std::vector<int> constant_locations;  // A_Const nodes, for SqlAnalyzer's shape cache
 };
 
 void AddFunctionClass(TreeFacts& facts, StatementClass c, std::string_view function) {
@@ -241,7 +242,10 @@ void CheckRelation(const json& object, TreeFacts& facts) {
 // One member of an object: `key` is a node type ("FuncCall") or a field name ("relation").
 void VisitMember(std::string_view key, const json& value, TreeFacts& facts) {
   if (!value.is_object()) return;
-  if (key == "FuncCall" || key == "funccall") {  // CallStmt holds its FuncCall unwrapped
+  if (key == "A_Const") {
+    auto location = value.find("location");
+    if (location != value.end() && location->is_number_integer()) facts.constant_locations.push_back(location->get<int>());
+  } else if (key == "FuncCall" || key == "funccall") {  // CallStmt holds its FuncCall unwrapped
     CheckFunctionCall(value, facts);
   } else if (key == "VariableSetStmt" || key == "setstmt") {  // ALTER ... SET holds it unwrapped
     CheckVariableSet(value, facts);
@@ -379,6 +383,9 @@ Classification Classify(const json& stmt) {
                        ((type == "VariableSetStmt" && StringMember(*body, "kind") == "VAR_RESET_ALL") ||
                         (type == "DiscardStmt" && StringMember(*body, "target") == "DISCARD_ALL"));
   if (const json* dealloc = Body(stmt, "DeallocateStmt")) out.deallocate_name = StringMember(*dealloc, "name");
+  // Last: every read above goes through facts.constants.
+  out.literal_independent = !facts.constants.read();
+  out.constant_locations = std::move(facts.constant_locations);
   return out;
 }
 

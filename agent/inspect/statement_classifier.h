@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -23,6 +24,10 @@ struct Classification {
   bool plain_application_name_set = false;
   std::string deallocate_name;
   bool resets_session = false;    // RESET ALL or DISCARD ALL
+  // No part of the decision read a constant's value (or asked whether an argument is a
+  // constant): the same tree with other constant values is classified the same way.
+  bool literal_independent = false;
+  std::vector<int> constant_locations;  // every A_Const node's "location", in walk order
 };
 
 // `stmt` is the value of one "stmt" member of pg_query_parse output: {"SelectStmt": {...}}.
