@@ -148,6 +148,42 @@ def test_agentservice_refuses_wrong_names_and_tokens(stack):
         _forget_agent(stack, other)
 
 
+def test_a_flood_of_session_streams_with_a_made_up_token_does_not_starve_logins(stack, tmp_path):
+    """Thousands of AgentService Session streams with a token nobody issued: each is refused
+    (UNAUTHENTICATED, or RESOURCE_EXHAUSTED once too many wait for the store, which the gateway
+    logs once per burst), no frame is read from any, and callers' logins, which share the
+    gateway's store pool with those look-ups, are served meanwhile."""
+    STREAMS = 20000
+    token_file = tmp_path / "made-up.token"
+    token_file.write_text("pgwa_" + "x" * 40 + "\n")
+    token = stack.token("alice-bot")
+    done: dict = {}
+
+    def flood():
+        try:
+            done["answer"] = stack.rogue("db1", token_file, "flood-sessions", "--count", str(STREAMS), timeout=120)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            done["error"] = exc
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    logins = 0
+    while flooder.is_alive() and logins < 20:
+        with stack.connect("alice-bot", token=token, connect_timeout=5) as conn:
+            assert conn.execute("select count(*) from customers").fetchone()[0] >= 3
+        logins += 1
+    flooder.join(120)
+    assert "error" not in done, done.get("error")
+    answer = done["answer"]
+    assert answer["streams"] == STREAMS, answer
+    assert set(answer["codes"]) <= {str(UNAUTHENTICATED), str(RESOURCE_EXHAUSTED)}, answer
+    if str(RESOURCE_EXHAUSTED) in answer["codes"]:
+        assert "refusing agent streams from" in stack.gateway_log()
+    assert logins >= 1, "no login completed while the flood ran"
+    assert stack.gateway.alive()
+    # The real agent named in the flood's metadata was never disturbed.
+    assert stack.agent.online()
+
+
 # ---------------------------------------------------------------------------------------------
 # Finding 5: deleting an agent closes everything it has open, at once.
 

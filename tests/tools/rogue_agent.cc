@@ -14,6 +14,9 @@
 //                                   {"result":"ack","seq":N} or a status
 //   open-session --session S        Session stream whose first frame claims session S
 //                                   (opened, ok); prints the status the gateway ends it with
+//   flood-sessions --count N        N Session streams at once, none sending anything, each
+//                                   waited for until the gateway ends it; prints
+//                                   {"result":"flood","streams":N,"codes":{"16":n,...},"seconds":S}
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -22,6 +25,7 @@
 #include <map>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -79,7 +83,7 @@ Options Parse(int argc, char** argv) {
       Usage("unexpected argument " + arg);
     }
   }
-  if (o.command.empty()) Usage("missing command (hello, forge-statement, open-session)");
+  if (o.command.empty()) Usage("missing command (hello, forge-statement, open-session, flood-sessions)");
   return o;
 }
 
@@ -197,6 +201,48 @@ class Rogue {
     return 0;
   }
 
+  int RunFloodSessions() {
+    const int count = std::atoi(o_.Need("count").c_str());
+    if (count <= 0 || count > 100000) Usage("--count must be 1..100000");
+    struct Call {
+      grpc::ClientContext ctx;
+      std::unique_ptr<grpc::ClientAsyncReaderWriter<v1::SessionFrame, v1::SessionFrame>> stream;
+      grpc::Status status;
+    };
+    grpc::CompletionQueue cq;
+    std::vector<std::unique_ptr<Call>> calls(static_cast<size_t>(count));
+    const auto started = std::chrono::steady_clock::now();
+    // Tags: 2i = stream i started, 2i+1 = stream i finished.
+    for (int i = 0; i < count; ++i) {
+      calls[i] = std::make_unique<Call>();
+      Prepare(calls[i]->ctx);
+      calls[i]->stream = stub_->AsyncSession(&calls[i]->ctx, &cq, reinterpret_cast<void*>(intptr_t{2} * i));
+    }
+    std::map<int, int> codes;
+    int finished = 0;
+    void* tag = nullptr;
+    bool ok = false;
+    while (finished < count && cq.Next(&tag, &ok)) {
+      const auto n = reinterpret_cast<intptr_t>(tag);
+      Call& call = *calls[static_cast<size_t>(n / 2)];
+      if (n % 2 == 0) {
+        // Started or not, Finish reports how the gateway ended it.
+        call.stream->Finish(&call.status, reinterpret_cast<void*>(n + 1));
+      } else {
+        ++codes[static_cast<int>(call.status.error_code())];
+        ++finished;
+      }
+    }
+    Json by_code = Json::object();
+    for (const auto& [code, n] : codes) by_code[std::to_string(code)] = n;
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    Print({{"result", "flood"}, {"streams", finished}, {"codes", by_code}, {"seconds", seconds}});
+    cq.Shutdown();
+    while (cq.Next(&tag, &ok)) {
+    }
+    return 0;
+  }
+
   int RunOpenSession() {
     grpc::ClientContext ctx;
     Prepare(ctx);
@@ -229,5 +275,6 @@ int main(int argc, char** argv) {
   if (options.command == "hello") return rogue.RunHello();
   if (options.command == "forge-statement") return rogue.RunForge();
   if (options.command == "open-session") return rogue.RunOpenSession();
+  if (options.command == "flood-sessions") return rogue.RunFloodSessions();
   Usage("unknown command " + options.command);
 }
