@@ -62,6 +62,17 @@ std::string AgentReceives(SessionCall& call, size_t size) {
   return received;
 }
 
+// `refused` was ended with `code`, and the waiting caller was not paired with it: the agent's
+// proper Session stream for `session_id` still is, and the caller's login completes.
+void RequireRefusedThenPaired(SessionCall& refused, grpc::StatusCode code, FakeAgent& agent, PendingLogin& login,
+                              const std::string& session_id) {
+  auto status = refused.WaitEnd();
+  REQUIRE(status);
+  CHECK(status->error_code() == code);
+  auto proper = agent.OpenSession(session_id);
+  CHECK(login.Get().ready);
+}
+
 pgward::v1::SessionFrame DataFrame(const std::string& data) {
   pgward::v1::SessionFrame frame;
   frame.set_data(data);
@@ -178,12 +189,7 @@ TEST_CASE("a Session stream whose first frame is not `opened` is refused with IN
   REQUIRE(grant);
   auto stream = agent.OpenSessionStream(kAgent, kAgentToken);
   REQUIRE(stream->Write(DataFrame(QueryBytes("SELECT 1"))));
-  auto status = stream->WaitEnd();
-  REQUIRE(status);
-  CHECK(status->error_code() == grpc::StatusCode::INVALID_ARGUMENT);
-  // The waiting caller is not paired with it; the agent's proper stream still is.
-  auto proper = agent.OpenSession(grant->session_id());
-  CHECK(login.Get().ready);
+  RequireRefusedThenPaired(*stream, grpc::StatusCode::INVALID_ARGUMENT, agent, login, grant->session_id());
 }
 
 TEST_CASE("a Session stream for another agent's session is refused with NOT_FOUND", "[relay]") {
@@ -196,11 +202,7 @@ TEST_CASE("a Session stream for another agent's session is refused with NOT_FOUN
   auto grant = agent.NextGrant();
   REQUIRE(grant);
   auto stolen = other.OpenSession(grant->session_id());
-  auto status = stolen->WaitEnd();
-  REQUIRE(status);
-  CHECK(status->error_code() == grpc::StatusCode::NOT_FOUND);
-  auto proper = agent.OpenSession(grant->session_id());
-  CHECK(login.Get().ready);
+  RequireRefusedThenPaired(*stolen, grpc::StatusCode::NOT_FOUND, agent, login, grant->session_id());
 }
 
 TEST_CASE("Control and Session streams without the agent's token are refused with UNAUTHENTICATED", "[relay]") {
@@ -234,11 +236,7 @@ TEST_CASE("Control and Session streams without the agent's token are refused wit
     first.mutable_opened()->set_session_id(grant->session_id());
     first.mutable_opened()->set_ok(true);
     stream->Write(first);
-    auto status = stream->WaitEnd();
-    REQUIRE(status);
-    CHECK(status->error_code() == grpc::StatusCode::UNAUTHENTICATED);
-    auto proper = agent.OpenSession(grant->session_id());
-    CHECK(login.Get().ready);
+    RequireRefusedThenPaired(*stream, grpc::StatusCode::UNAUTHENTICATED, agent, login, grant->session_id());
   }
 }
 
