@@ -12,8 +12,8 @@ void HardenProcess();
 
 // Call right after HardenProcess(). A fatal signal (SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGILL)
 // on any thread then writes a line naming the signal and the thread's stack trace to stderr
-// (one "binary(symbol+offset) [address]" per frame: `addr2line -f -C -e binary offset` turns
-// a frame into a source line) before the process dies of the signal as before. With core
+// (one "binary(symbol+offset)[address]" per frame, the symbol often empty: `addr2line -f -C
+// -e binary offset` turns a frame into a function and source line) before the process dies of the signal as before. With core
 // dumps off, that trace in the log is all an operator (or CI) has to report a crash with.
 // Only code addresses and symbol names are printed, never memory contents. Sanitizer builds
 // keep their own, richer reports.

@@ -63,8 +63,9 @@ void LiveSession::KillOnExecutor(std::string reason, std::string message) {
     }
   }
   // On the session's executor, where the stream is finished and released: it still exists
-  // (finished_ is set before Finish, and the owner releases it only after that). Outside mu_: TryCancel may run reactions inline, and they
-  // may resume the caller's coroutine, which takes mu_.
+  // (finished_ is set before Finish, and the owner releases it only after that). Outside mu_:
+  // TryCancel may run reactions inline, and they may resume the caller's coroutine, which
+  // takes mu_.
   stream->Cancel();
   // Without it the agent would see only its session stream cancelled and close the upstream
   // socket, and a backend busy in a statement does not notice a closed socket until it
