@@ -58,6 +58,19 @@ std::optional<std::pair<char, std::string>> TakeMessage(std::string& bytes) {
   return message;
 }
 
+// The ErrorResponse at the front of `bytes`, taken off it (the test fails if there is none).
+struct TakenError {
+  std::string severity, sqlstate, message;
+};
+TakenError TakeError(std::string& bytes) {
+  auto error = TakeMessage(bytes);
+  REQUIRE(error);
+  REQUIRE(error->first == 'E');
+  auto fields = pgwire::DecodeErrorOrNotice(error->second);
+  REQUIRE(fields.ok());
+  return {std::string(fields->severity), std::string(fields->sqlstate), std::string(fields->message)};
+}
+
 // The data of the agent's frames up to and including the one that ends with a ReadyForQuery
 // (what a caller waits for after a Query); each such frame must end on a message boundary.
 std::string ReadUntilReady(FakeGateway::Call& call) {
@@ -173,14 +186,10 @@ TEST_CASE("a write under a read-only grant is answered with 42501 and never reac
 
   call->Send(Query("INSERT INTO orders VALUES (1)"));
   std::string reply = ReadUntilReady(*call);
-  auto error = TakeMessage(reply);
-  REQUIRE(error);
-  REQUIRE(error->first == 'E');
-  auto fields = pgwire::DecodeErrorOrNotice(error->second);
-  REQUIRE(fields.ok());
-  CHECK(fields->severity == "ERROR");
-  CHECK(fields->sqlstate == "42501");
-  CHECK_THAT(std::string(fields->message), Catch::Contains("statement refused"));
+  const TakenError error = TakeError(reply);
+  CHECK(error.severity == "ERROR");
+  CHECK(error.sqlstate == "42501");
+  CHECK_THAT(error.message, Catch::Contains("statement refused"));
   CHECK(reply == ReadyForQuery('I'));  // the session goes on, idle
 
   // In its place the server got a Sync, for the ReadyForQuery the caller expects.
@@ -209,12 +218,7 @@ TEST_CASE("the gateway's CancelSession reaches the session's backend and the ses
   REQUIRE(h.postgres.WaitForCancels(1, kWait));
   CHECK(h.postgres.Cancels().at(0) == std::pair<int32_t, uint32_t>(FakePostgres::kFirstPid, FakePostgres::kBackendKey));
   std::string reply = ReadUntilReady(*call);
-  auto error = TakeMessage(reply);
-  REQUIRE(error);
-  REQUIRE(error->first == 'E');
-  auto fields = pgwire::DecodeErrorOrNotice(error->second);
-  REQUIRE(fields.ok());
-  CHECK(fields->sqlstate == "57014");
+  CHECK(TakeError(reply).sqlstate == "57014");
   CHECK(reply == ReadyForQuery('I'));
   REQUIRE(h.sink.WaitForStatements(1, kWait));
   CHECK(h.sink.statements().at(0).sqlstate() == "57014");
@@ -290,13 +294,9 @@ TEST_CASE("an upstream that closes delivers its FATAL and ends the stream with e
   h.postgres.TerminateAll();
   auto [data, reason] = ReadUntilEnd(*call);
   CHECK(reason == "upstream_closed");
-  auto fatal = TakeMessage(data);
-  REQUIRE(fatal);
-  REQUIRE(fatal->first == 'E');
-  auto fields = pgwire::DecodeErrorOrNotice(fatal->second);
-  REQUIRE(fields.ok());
-  CHECK(fields->severity == "FATAL");
-  CHECK(fields->sqlstate == "57P01");
+  const TakenError fatal = TakeError(data);
+  CHECK(fatal.severity == "FATAL");
+  CHECK(fatal.sqlstate == "57P01");
   CHECK(data.empty());
   CHECK(call->WaitForAgentDone(kWait));
   const auto ended = h.sink.WaitForEnded(kWait);
