@@ -1,6 +1,7 @@
 // One agent's Control stream on the gateway: see control_stream.h.
 #include "gateway/broker/control_stream.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "common/crypto/token_hash.h"
@@ -139,6 +140,7 @@ bool ControlStream::OnHello(const pgward::v1::Hello& hello) {
   registered_ = true;
   audit_.StartStream(agent_, boot_id_);
   (void)store_.TouchAgent(agent_, NowMillis(), version_, peer_);
+  last_store_check_ = std::chrono::steady_clock::now();
   Log(LogLevel::kInfo, "agents", "agent ", agent_, " online from ", peer_, " (version ", version_, ")");
   pgward::v1::GatewayMessage welcome;
   welcome.mutable_welcome()->set_heartbeat_interval_ms(heartbeat_interval_ms_);
@@ -156,8 +158,14 @@ bool ControlStream::CredentialCurrent() {
   return false;
 }
 
+std::chrono::steady_clock::duration ControlStream::MinStoreCheckGap() const {
+  return std::max<std::chrono::steady_clock::duration>(std::chrono::seconds(1),
+                                                       std::chrono::milliseconds(heartbeat_interval_ms_ / 2));
+}
+
 bool ControlStream::OnHeartbeat(const pgward::v1::Heartbeat& heartbeat) {
   active_sessions_ = heartbeat.active_sessions();
+  last_store_check_ = std::chrono::steady_clock::now();
   // Deleting an agent ends its stream at once; this catches a stream that raced the delete.
   if (!CredentialCurrent()) {
     End(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this agent's token is no longer valid"));
@@ -225,8 +233,18 @@ void ControlStream::OnReadDone(bool ok) {
     return;
   }
   switch (incoming_.msg_case()) {
-    case pgward::v1::AgentMessage::kHello:
     case pgward::v1::AgentMessage::kHeartbeat:
+      // An agent heartbeats every heartbeat_interval_ms_; one that sends them faster gets no
+      // more store work for them than that (at most one check per half interval, and never
+      // more than one a second), so it cannot keep the store pool, which callers' logins use,
+      // busy. The session count still updates.
+      if (registered_ && std::chrono::steady_clock::now() - last_store_check_ < MinStoreCheckGap()) {
+        active_sessions_ = incoming_.heartbeat().active_sessions();
+        StartRead(&incoming_);
+        return;
+      }
+      [[fallthrough]];
+    case pgward::v1::AgentMessage::kHello:
       // Both check the agent's token in the store: off the driver's thread, which the sessions'
       // relay work shares. The next read starts once it is handled, so messages stay in order.
       AddHold();

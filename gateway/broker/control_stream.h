@@ -5,6 +5,7 @@
 
 #include <asio.hpp>
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <string>
@@ -80,6 +81,8 @@ class ControlStream : public net::ServerBidiReactor<pgward::v1::AgentMessage, pg
   bool OnHello(const pgward::v1::Hello& hello);
   // True while the agent still exists with the token this stream authenticated with.
   bool CredentialCurrent();
+  // The least time between two heartbeats that do store work (see OnReadDone).
+  std::chrono::steady_clock::duration MinStoreCheckGap() const;
   bool OnHeartbeat(const pgward::v1::Heartbeat& heartbeat);
   // Queues the batch with the audit writer and starts the next read, at once or (when the
   // writer's queue is full) once it has drained.
@@ -103,6 +106,9 @@ class ControlStream : public net::ServerBidiReactor<pgward::v1::AgentMessage, pg
   std::string boot_id_;  // from Hello; only the read path writes these two
   std::string version_;
   bool registered_ = false;
+  // When a hello or heartbeat last did its store work (token check, last seen). The read path
+  // writes and reads it, one message at a time, like boot_id_.
+  std::chrono::steady_clock::time_point last_store_check_;
   std::atomic<uint32_t> active_sessions_{0};
   pgward::v1::AgentMessage incoming_;
 
