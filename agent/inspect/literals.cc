@@ -13,13 +13,6 @@
 namespace pgward::inspect {
 namespace {
 
-// pg_query.proto enum Token.
-constexpr int kTokenSconst = 261;
-constexpr int kTokenUsconst = 262;
-constexpr int kTokenBconst = 263;
-constexpr int kTokenXconst = 264;
-constexpr int kTokenParam = 267;
-
 // Protobuf wire format (protobuf.dev/programming-guides/encoding): tag = field << 3 | wire type.
 class ProtoReader {
  public:

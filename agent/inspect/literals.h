@@ -17,6 +17,18 @@ struct SqlToken {
   int kind = 0;    // the scanner's token number (pg_query.proto enum Token)
 };
 
+// The token kinds inspect code looks at (pg_query.proto enum Token).
+inline constexpr int kTokenMinus = 45;  // ASCII_45
+inline constexpr int kTokenUident = 259;
+inline constexpr int kTokenFconst = 260;
+inline constexpr int kTokenSconst = 261;
+inline constexpr int kTokenUsconst = 262;
+inline constexpr int kTokenBconst = 263;
+inline constexpr int kTokenXconst = 264;
+inline constexpr int kTokenIconst = 266;
+inline constexpr int kTokenParam = 267;
+inline constexpr int kTokenUescape = 685;
+
 // The tokens of `sql`; nullopt if it does not lex. Iterative: safe for any nesting.
 std::optional<std::vector<SqlToken>> ScanSql(std::string_view sql);
 

@@ -37,17 +37,6 @@
 namespace pgward::inspect {
 namespace {
 
-// pg_query.proto enum Token.
-constexpr int kTokenUident = 259;
-constexpr int kTokenFconst = 260;
-constexpr int kTokenSconst = 261;
-constexpr int kTokenUsconst = 262;
-constexpr int kTokenBconst = 263;
-constexpr int kTokenXconst = 264;
-constexpr int kTokenIconst = 266;
-constexpr int kTokenMinus = 45;  // ASCII_45
-constexpr int kTokenUescape = 685;
-
 bool IsConstant(int kind) {
   return kind == kTokenIconst || kind == kTokenFconst || kind == kTokenSconst || kind == kTokenBconst ||
          kind == kTokenXconst || kind == kTokenUsconst;
