@@ -193,6 +193,7 @@ int main(int argc, char** argv) {
   asio::thread_pool blocking_pool(2);
   broker_options.store_executor = blocking_pool.get_executor();
   pgward::gateway::SessionBroker broker(**store, *secrets, registry, broker_options);
+  broker.StartExpiryWatch();
   pgward::gateway::AgentServiceImpl agent_service(**store, registry, audit, broker, 10000,
                                                   blocking_pool.get_executor());
   pgward::admin::AdminServiceImpl admin_service(**store, *secrets, authorizer, broker, issuers);

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "pgward/v1/admin.pb.h"
 
 namespace pgward::admin {
 
@@ -28,6 +29,14 @@ class LiveDirectory {
   virtual absl::Status KillSession(const std::string& session_id) = 0;
   // A grant was deleted: live sessions no grant covers any more end (57P01).
   virtual void GrantsChanged() {}
+  // A grant was created (it may expire before every other one).
+  virtual void GrantAdded() {}
+  // A principal or group was revoked (the store has the revocation): its live sessions on
+  // every agent end (57P01, naming the revocation). Returns how many it ended.
+  virtual uint32_t PrincipalRevoked(const pgward::v1::Revocation& revocation) {
+    (void)revocation;
+    return 0;
+  }
   // An agent was deleted: its streams close at once and its live sessions end (57P01).
   virtual void AgentDeleted(const std::string& agent) { (void)agent; }
 };

@@ -272,6 +272,7 @@ grpc::Status AdminServiceImpl::CreateGrant(grpc::ServerContext* ctx,
     absl::StatusOr<pgward::v1::Grant> created = store_.CreateGrant(std::move(g));
     if (!created.ok()) return created.status();
     *resp = *std::move(created);
+    live_.GrantAdded();
     Log(LogLevel::kInfo, "admin", admin, " created grant ", resp->id(), " on ", resp->connection(), " for ",
         resp->principal().empty() ? absl::StrCat("group ", resp->group()) : resp->principal(), " of ",
         resp->issuer());
@@ -298,6 +299,68 @@ grpc::Status AdminServiceImpl::DeleteGrant(grpc::ServerContext* ctx,
     if (absl::Status s = store_.DeleteGrant(req->id()); !s.ok()) return s;
     Log(LogLevel::kInfo, "admin", admin, " deleted grant ", req->id());
     live_.GrantsChanged();
+    return absl::OkStatus();
+  });
+}
+
+// --- revocations
+
+namespace {
+
+std::string SubjectText(const pgward::v1::Revocation& r) {
+  return r.principal().empty() ? absl::StrCat("group ", r.group(), " of ", r.issuer())
+                               : absl::StrCat("principal ", r.principal(), " of ", r.issuer());
+}
+
+}  // namespace
+
+grpc::Status AdminServiceImpl::RevokePrincipal(grpc::ServerContext* ctx,
+                                               const pgward::v1::RevokePrincipalRequest* req,
+                                               pgward::v1::Revocation* resp) {
+  return Serve(ctx, "RevokePrincipal", [&](const std::string& admin) -> absl::Status {
+    if (absl::Status s = ValidateSubject(req->principal(), req->group()); !s.ok()) return s;
+    if (absl::Status s = ValidateReason(req->reason()); !s.ok()) return s;
+    pgward::v1::Revocation r;
+    r.set_principal(req->principal());
+    r.set_group(req->group());
+    r.set_issuer(req->issuer());
+    if (absl::Status s = ResolveIssuer(*r.mutable_issuer(), trusted_issuers_); !s.ok()) return s;
+    r.set_reason(req->reason());
+    r.set_revoked_by(admin);
+    r.set_revoked_unix_ms(NowUnixMs());
+    if (absl::Status s = store_.Revoke(r); !s.ok()) return s;
+    // Stored first: a login that reads the store from now on is refused, and the broker's scan
+    // ends every session that was already past that check.
+    r.set_sessions_ended(live_.PrincipalRevoked(r));
+    Log(LogLevel::kInfo, "admin", admin, " revoked ", SubjectText(r), r.reason().empty() ? "" : " (reason: ",
+        r.reason(), r.reason().empty() ? "" : ")", "; ended ", r.sessions_ended(), " live session(s)");
+    *resp = std::move(r);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AdminServiceImpl::RestorePrincipal(grpc::ServerContext* ctx,
+                                                const pgward::v1::RestorePrincipalRequest* req,
+                                                pgward::v1::RestorePrincipalResponse*) {
+  return Serve(ctx, "RestorePrincipal", [&](const std::string& admin) -> absl::Status {
+    if (absl::Status s = ValidateSubject(req->principal(), req->group()); !s.ok()) return s;
+    pgward::v1::Revocation r;
+    r.set_principal(req->principal());
+    r.set_group(req->group());
+    r.set_issuer(req->issuer());
+    if (absl::Status s = ResolveIssuer(*r.mutable_issuer(), trusted_issuers_); !s.ok()) return s;
+    if (absl::Status s = store_.Restore(r); !s.ok()) return s;
+    Log(LogLevel::kInfo, "admin", admin, " restored ", SubjectText(r));
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status AdminServiceImpl::ListRevocations(grpc::ServerContext* ctx, const pgward::v1::ListRevocationsRequest*,
+                                               pgward::v1::ListRevocationsResponse* resp) {
+  return Serve(ctx, "ListRevocations", [&](const std::string&) -> absl::Status {
+    absl::StatusOr<std::vector<pgward::v1::Revocation>> rows = store_.ListRevocations();
+    if (!rows.ok()) return rows.status();
+    for (pgward::v1::Revocation& r : *rows) *resp->add_revocations() = std::move(r);
     return absl::OkStatus();
   });
 }
@@ -372,6 +435,9 @@ void AdminServiceImpl::Start(grpc::ServerCompletionQueue* cq, const asio::any_io
   StartMethod(this, &service_, &Service::RequestCreateGrant, &AdminServiceImpl::CreateGrant, cq, executor);
   StartMethod(this, &service_, &Service::RequestListGrants, &AdminServiceImpl::ListGrants, cq, executor);
   StartMethod(this, &service_, &Service::RequestDeleteGrant, &AdminServiceImpl::DeleteGrant, cq, executor);
+  StartMethod(this, &service_, &Service::RequestRevokePrincipal, &AdminServiceImpl::RevokePrincipal, cq, executor);
+  StartMethod(this, &service_, &Service::RequestRestorePrincipal, &AdminServiceImpl::RestorePrincipal, cq, executor);
+  StartMethod(this, &service_, &Service::RequestListRevocations, &AdminServiceImpl::ListRevocations, cq, executor);
   StartMethod(this, &service_, &Service::RequestListSessions, &AdminServiceImpl::ListSessions, cq, executor);
   StartMethod(this, &service_, &Service::RequestKillSession, &AdminServiceImpl::KillSession, cq, executor);
   StartMethod(this, &service_, &Service::RequestListAudit, &AdminServiceImpl::ListAudit, cq, executor);

@@ -67,6 +67,13 @@ class AdminServiceImpl {
   grpc::Status DeleteGrant(grpc::ServerContext* ctx, const pgward::v1::DeleteGrantRequest* req,
                                         pgward::v1::DeleteGrantResponse* resp);
 
+  grpc::Status RevokePrincipal(grpc::ServerContext* ctx, const pgward::v1::RevokePrincipalRequest* req,
+                               pgward::v1::Revocation* resp);
+  grpc::Status RestorePrincipal(grpc::ServerContext* ctx, const pgward::v1::RestorePrincipalRequest* req,
+                                pgward::v1::RestorePrincipalResponse* resp);
+  grpc::Status ListRevocations(grpc::ServerContext* ctx, const pgward::v1::ListRevocationsRequest* req,
+                               pgward::v1::ListRevocationsResponse* resp);
+
   grpc::Status ListSessions(grpc::ServerContext* ctx, const pgward::v1::ListSessionsRequest* req,
                                          pgward::v1::ListSessionsResponse* resp);
   grpc::Status KillSession(grpc::ServerContext* ctx, const pgward::v1::KillSessionRequest* req,

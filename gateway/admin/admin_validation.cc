@@ -23,6 +23,7 @@ constexpr size_t kMaxIdentifier = 63;
 constexpr size_t kMaxHost = 253;  // a DNS name (RFC 1035 section 2.3.4)
 constexpr size_t kMaxText = 1024;
 constexpr uint32_t kMaxSessionsPerGrant = 100000;
+constexpr size_t kMaxReason = 500;
 
 bool IsNameChar(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -151,20 +152,45 @@ absl::Status ValidateGrant(const pgward::v1::Grant& g, int64_t now_unix_ms) {
   return absl::OkStatus();
 }
 
-absl::Status ResolveGrantIssuer(pgward::v1::Grant& g, const std::vector<std::string>& trusted_issuers) {
-  if (g.issuer().empty()) {
+absl::Status ResolveIssuer(std::string& issuer, const std::vector<std::string>& trusted_issuers) {
+  if (issuer.empty()) {
     if (trusted_issuers.size() == 1) {
-      g.set_issuer(trusted_issuers.front());
+      issuer = trusted_issuers.front();
       return absl::OkStatus();
     }
     return Invalid(absl::StrCat("the gateway trusts ", trusted_issuers.size(),
                                 " issuers; name the principal's or group's issuer with --issuer (one of: ",
                                 absl::StrJoin(trusted_issuers, ", "), ")"));
   }
-  if (std::find(trusted_issuers.begin(), trusted_issuers.end(), g.issuer()) == trusted_issuers.end()) {
-    return Invalid(absl::StrCat("issuer \"", g.issuer().substr(0, 200), "\" is not trusted by the gateway (trusted: ",
+  if (std::find(trusted_issuers.begin(), trusted_issuers.end(), issuer) == trusted_issuers.end()) {
+    return Invalid(absl::StrCat("issuer \"", issuer.substr(0, 200), "\" is not trusted by the gateway (trusted: ",
                                 absl::StrJoin(trusted_issuers, ", "), ")"));
   }
+  return absl::OkStatus();
+}
+
+absl::Status ResolveGrantIssuer(pgward::v1::Grant& g, const std::vector<std::string>& trusted_issuers) {
+  return ResolveIssuer(*g.mutable_issuer(), trusted_issuers);
+}
+
+absl::Status ValidateSubject(const std::string& principal, const std::string& group) {
+  if (principal.empty() == group.empty()) return Invalid("name exactly one of a principal or a group (--group G)");
+  const bool by_principal = !principal.empty();
+  const absl::string_view kind = by_principal ? "principal" : "group";
+  const std::string& who = by_principal ? principal : group;
+  if (absl::Status s = ValidateText(kind, who, kMaxText); !s.ok()) return s;
+  if (absl::Status s = identity::CheckIdentityName(who); !s.ok()) return Invalid(absl::StrCat(kind, " ", s.message()));
+  return absl::OkStatus();
+}
+
+absl::Status ValidateReason(absl::string_view reason) {
+  if (reason.size() > kMaxReason) return Invalid(absl::StrCat("reason is longer than ", kMaxReason, " bytes"));
+  // It is written to the gateway log and shown in tables: one line, no terminal control.
+  const bool control = std::any_of(reason.begin(), reason.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u < 0x20 || u == 0x7f;
+  });
+  if (control) return Invalid("reason must not contain control characters (newlines, tabs, escapes)");
   return absl::OkStatus();
 }
 

@@ -32,5 +32,11 @@ absl::Status ValidateGrant(const pgward::v1::Grant& g, int64_t now_unix_ms);
 // one gets it; with several the grant must name one. Either way it must be trusted.
 // INVALID_ARGUMENT says which issuers are trusted.
 absl::Status ResolveGrantIssuer(pgward::v1::Grant& g, const std::vector<std::string>& trusted_issuers);
+// The same for any issuer field: fills in the single trusted issuer, or checks the one given.
+absl::Status ResolveIssuer(std::string& issuer, const std::vector<std::string>& trusted_issuers);
+// Who a revocation names: exactly one of principal or group, each a name a token could carry.
+absl::Status ValidateSubject(const std::string& principal, const std::string& group);
+// A revocation's reason: optional, at most 500 bytes, no control characters.
+absl::Status ValidateReason(absl::string_view reason);
 
 }  // namespace pgward::admin

@@ -38,6 +38,19 @@ int ModeRank(pgward::v1::Mode mode) {
   }
 }
 
+// What the caller of a session ended by `r` is told (FATAL 57P01).
+std::string RevokedEndMessage(const pgward::v1::Revocation& r) {
+  return r.principal().empty() ? absl::StrCat("pgward: the session ended because its principal's group \"", r.group(),
+                                              "\" was revoked by an administrator")
+                               : absl::StrCat("pgward: the session ended because its principal \"", r.principal(),
+                                              "\" was revoked by an administrator");
+}
+
+const std::pair<std::string, std::string> kGrantDeleted{"grant_deleted",
+                                                       "pgward: the session ended because its grant was deleted"};
+const std::pair<std::string, std::string> kGrantExpired{"grant_expired",
+                                                       "pgward: the session ended because its grant expired"};
+
 }  // namespace
 
 void LiveSession::Kill(std::string reason, std::string message) {
@@ -125,6 +138,15 @@ SessionBroker::SessionBroker(store::Store& store, const crypto::SecretBox& secre
 absl::StatusOr<SessionBroker::PreparedSession> SessionBroker::Prepare(const identity::VerifiedToken& token,
                                                                       const std::string& connection_name,
                                                                       const CallerInfo& caller) {
+  auto revoked = store_.FindRevocation(token.issuer, token.principal, token.groups);
+  if (!revoked.ok()) return absl::UnavailableError("the gateway store is unavailable");
+  if (revoked->has_value()) {
+    const pgward::v1::Revocation& r = **revoked;
+    return absl::PermissionDeniedError(
+        r.principal().empty()
+            ? absl::StrCat("principal \"", token.principal, "\" is revoked: its group \"", r.group(), "\" was revoked")
+            : absl::StrCat("principal \"", token.principal, "\" is revoked"));
+  }
   auto connection = store_.GetConnection(connection_name);
   if (!connection.ok()) {
     if (absl::IsNotFound(connection.status())) {
@@ -193,6 +215,11 @@ absl::StatusOr<SessionBroker::PreparedSession> SessionBroker::Prepare(const iden
 
 asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Open(
     const identity::VerifiedToken& token, const std::string& connection_name, const CallerInfo& caller) {
+  uint64_t epoch_checked = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    epoch_checked = authorization_epoch_;
+  }
   auto prepared = co_await OnStore([&] { return Prepare(token, connection_name, caller); });
   if (!prepared.ok()) co_return prepared.status();
   // Counted before the agent hears of it, so concurrent logins cannot pass the caps together.
@@ -227,6 +254,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
   bool agent_deleted = false;
   bool agent_offline = false;
   std::shared_ptr<LiveSession> session;
+  bool check_again = false;
   {
     // Leaving pending_ and joining live_ in one step: AgentDeleted sees the session in one or
     // the other, never in neither.
@@ -259,6 +287,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
       } while (session->cancel_pid == 0 || by_cancel_pid_.contains(session->cancel_pid));
       live_[session_id] = session;
       by_cancel_pid_[session->cancel_pid] = session;
+      check_again = authorization_epoch_ != epoch_checked;
     }
   }
   if (stream == nullptr) {
@@ -293,6 +322,16 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
   record.set_started_unix_ms(NowMillis());
   absl::Status stored = co_await OnStore([&] { return store_.InsertSession(record); });
   if (!stored.ok()) Log(LogLevel::kError, "broker", "recording session ", session_id, ": ", stored.message());
+  if (check_again) {
+    // A revocation or grant change came between Prepare's checks and joining live_, so its
+    // scan may have missed this session. It is in live_ now, where any later scan finds it.
+    auto end = co_await OnStore([&] { return EndReasonNow(*session, kGrantDeleted); });
+    if (end.has_value()) {
+      Log(LogLevel::kInfo, "broker", "ending session ", session_id, " of ", token.principal,
+          " at once: authorization changed while it opened (", end->first, ")");
+      session->Kill(end->first, end->second);
+    }
+  }
   co_return session;
 }
 
@@ -369,22 +408,107 @@ absl::Status SessionBroker::KillSession(const std::string& session_id) {
   return absl::OkStatus();
 }
 
-void SessionBroker::GrantsChanged() {
+std::optional<std::pair<std::string, std::string>> SessionBroker::EndReasonNow(
+    const LiveSession& session, const std::pair<std::string, std::string>& uncovered) {
+  auto revoked = store_.FindRevocation(session.issuer, session.principal, session.groups);
+  if (revoked.ok() && revoked->has_value()) {
+    return std::pair<std::string, std::string>("principal_revoked", RevokedEndMessage(**revoked));
+  }
+  auto grants = store_.FindGrants(session.issuer, session.principal, session.groups, session.connection, NowMillis(),
+                                  options_.issuerless_grants_issuer);
+  // Fail closed: a session whose authorization cannot be confirmed ends too.
+  if (!revoked.ok() || !grants.ok() || grants->empty()) return uncovered;
+  return std::nullopt;
+}
+
+void SessionBroker::RecheckLiveSessions(const std::pair<std::string, std::string>& uncovered) {
   std::vector<std::shared_ptr<LiveSession>> sessions;
   {
     absl::MutexLock lock(&mu_);
+    ++authorization_epoch_;
     for (const auto& [id, session] : live_) sessions.push_back(session);
   }
-  const int64_t now = NowMillis();
   for (const auto& session : sessions) {
-    auto grants = store_.FindGrants(session->issuer, session->principal, session->groups, session->connection, now,
-                                    options_.issuerless_grants_issuer);
-    // Fail closed: a session whose grant cannot be confirmed ends too.
-    if (grants.ok() && !grants->empty()) continue;
-    Log(LogLevel::kInfo, "broker", "ending session ", session->session_id, " of ", session->principal,
-        ": no grant covers it any more");
-    session->Kill("grant_deleted", "pgward: the session ended because its grant was deleted");
+    auto end = EndReasonNow(*session, uncovered);
+    if (!end.has_value()) continue;
+    Log(LogLevel::kInfo, "broker", "ending session ", session->session_id, " of ", session->principal, ": ",
+        end->first == "principal_revoked" ? "its principal is revoked" : "no grant covers it any more", " (",
+        end->first, ")");
+    session->Kill(end->first, end->second);
   }
+}
+
+void SessionBroker::GrantsChanged() { RecheckLiveSessions(kGrantDeleted); }
+
+void SessionBroker::StartExpiryWatch() {
+  expiry_strand_.emplace(asio::make_strand(options_.store_executor));
+  expiry_timer_ = std::make_unique<asio::steady_timer>(*expiry_strand_);
+  expiry_stopped_ = expiry_done_.get_future();
+  asio::co_spawn(*expiry_strand_, WatchExpiry(), [this](std::exception_ptr) { expiry_done_.set_value(); });
+}
+
+void SessionBroker::StopExpiryWatch() {
+  if (!expiry_stopped_.valid()) return;
+  asio::post(*expiry_strand_, [this] {
+    expiry_stop_ = true;
+    expiry_timer_->cancel();
+  });
+  expiry_stopped_.wait();
+  expiry_stopped_ = std::future<void>();
+}
+
+SessionBroker::~SessionBroker() { StopExpiryWatch(); }
+
+void SessionBroker::GrantAdded() {
+  if (!expiry_strand_.has_value()) return;
+  asio::post(*expiry_strand_, [this] { expiry_timer_->cancel(); });
+}
+
+asio::awaitable<void> SessionBroker::WatchExpiry() {
+  // Without a grant to wait for, it still looks once a minute: a grant created by another
+  // gateway process sharing the store (designed, not built) would not call GrantAdded.
+  constexpr std::chrono::milliseconds kLongestWait{60000};
+  std::optional<int64_t> due;  // the expiry it waits for
+  while (!expiry_stop_) {
+    const int64_t now = NowMillis();
+    if (due.has_value() && *due <= now) {
+      RecheckLiveSessions(kGrantExpired);
+      due.reset();
+    }
+    auto next = store_.NextGrantExpiry(now);
+    if (!next.ok()) Log(LogLevel::kError, "broker", "reading grant expiries: ", next.status().message());
+    std::chrono::milliseconds wait = kLongestWait;
+    if (next.ok() && next->has_value()) {
+      due = **next;
+      wait = std::min(wait, std::chrono::milliseconds(*due - now));
+    }
+    expiry_timer_->expires_after(wait);
+    // Cancelled by GrantAdded: look again.
+    co_await expiry_timer_->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+  }
+}
+
+uint32_t SessionBroker::PrincipalRevoked(const pgward::v1::Revocation& revocation) {
+  std::vector<std::shared_ptr<LiveSession>> sessions;
+  {
+    absl::MutexLock lock(&mu_);
+    ++authorization_epoch_;
+    for (const auto& [id, session] : live_) {
+      if (session->issuer != revocation.issuer()) continue;
+      const bool covered = revocation.principal().empty()
+                               ? std::find(session->groups.begin(), session->groups.end(), revocation.group()) !=
+                                     session->groups.end()
+                               : session->principal == revocation.principal();
+      if (covered) sessions.push_back(session);
+    }
+  }
+  for (const auto& session : sessions) {
+    Log(LogLevel::kInfo, "broker", "ending session ", session->session_id, " of ", session->principal, " on agent ",
+        session->agent, ": ", revocation.principal().empty() ? "its group " : "the principal ",
+        revocation.principal().empty() ? revocation.group() : revocation.principal(), " was revoked");
+    session->Kill("principal_revoked", RevokedEndMessage(revocation));
+  }
+  return static_cast<uint32_t>(sessions.size());
 }
 
 void SessionBroker::AgentDeleted(const std::string& agent) {

@@ -4,7 +4,9 @@
 #include <asio.hpp>
 
 #include <chrono>
+#include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -97,6 +99,18 @@ class SessionBroker : public admin::LiveDirectory {
   uint32_t ActiveSessions(const std::string& agent) override;
   absl::Status KillSession(const std::string& session_id) override;
   void GrantsChanged() override;
+  // Ends the live sessions the revocation covers (57P01); returns how many.
+  uint32_t PrincipalRevoked(const pgward::v1::Revocation& revocation) override;
+  // A grant was created: the expiry watch looks again for the next grant to expire.
+  void GrantAdded() override;
+  // Starts the expiry watch (on a strand of the store executor): when a grant's expiry
+  // passes, live sessions no grant covers any more end (57P01, end reason grant_expired).
+  // Call once.
+  void StartExpiryWatch();
+  // Ends the expiry watch and waits until it has; idempotent. Call it while the store executor
+  // still runs (the destructor calls it too).
+  void StopExpiryWatch();
+  ~SessionBroker() override;
   // Ends the agent's control stream and its live sessions (57P01) and fails its pending ones.
   void AgentDeleted(const std::string& agent) override;
   // The agent's control stream ended and none replaced it. A grant sent on it may never have
@@ -131,6 +145,15 @@ class SessionBroker : public admin::LiveDirectory {
   }
   absl::StatusOr<PreparedSession> Prepare(const identity::VerifiedToken& token, const std::string& connection,
                                           const CallerInfo& caller);
+  // Why a live session must end now that revocations or grants changed: (reason, message for
+  // the caller), or nullopt if it may go on. Uses the store; fails closed (a store error ends
+  // it, since the grant cannot be confirmed).
+  // `uncovered` is the (reason, message) for a session no grant covers any more.
+  std::optional<std::pair<std::string, std::string>> EndReasonNow(const LiveSession& session,
+                                                                  const std::pair<std::string, std::string>& uncovered);
+  // Ends the live sessions that EndReasonNow says must end.
+  void RecheckLiveSessions(const std::pair<std::string, std::string>& uncovered);
+  asio::awaitable<void> WatchExpiry();
 
   store::Store& store_;
   const crypto::SecretBox& secrets_;
@@ -138,6 +161,17 @@ class SessionBroker : public admin::LiveDirectory {
   const BrokerOptions options_;
   SessionAdmission admission_;
   absl::Mutex mu_;
+  // Bumped (under mu_) by every revocation and grant change, before they scan live_. A login
+  // whose checks read the store before the change but that joins live_ after the scan sees a
+  // different value, and checks again (Open).
+  uint64_t authorization_epoch_ ABSL_GUARDED_BY(mu_) = 0;
+  // The expiry watch's strand and its timer and stop flag (touched only on that strand), and
+  // what StopExpiryWatch waits for.
+  std::optional<asio::strand<asio::any_io_executor>> expiry_strand_;
+  std::unique_ptr<asio::steady_timer> expiry_timer_;
+  bool expiry_stop_ = false;
+  std::promise<void> expiry_done_;
+  std::future<void> expiry_stopped_;
   absl::flat_hash_map<std::string, Pending> pending_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<LiveSession>> live_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<int32_t, std::shared_ptr<LiveSession>> by_cancel_pid_ ABSL_GUARDED_BY(mu_);

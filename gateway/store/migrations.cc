@@ -96,9 +96,24 @@ CREATE INDEX statement_events_time ON statement_events(time_unix_us);
 CREATE INDEX statement_events_session ON statement_events(session_id, time_unix_us);
 )sql";
 
+// Version 3: revocations. kind is 'principal' or 'group'; names are issuer-scoped as in grants.
+// A row means revoked; restoring deletes it (the gateway log keeps who restored it).
+constexpr char kV3[] = R"sql(
+CREATE TABLE revocations (
+  kind TEXT NOT NULL CHECK (kind IN ('principal', 'group')),
+  issuer TEXT NOT NULL,
+  name TEXT NOT NULL,
+  reason TEXT NOT NULL DEFAULT '',
+  revoked_by TEXT NOT NULL DEFAULT '',
+  revoked_unix_ms INTEGER NOT NULL,
+  PRIMARY KEY (kind, issuer, name)
+);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "agents, connections, grants", kV1},
     {2, "sessions and statement audit", kV2},
+    {3, "revoked principals and groups", kV3},
 };
 
 }  // namespace

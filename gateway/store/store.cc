@@ -396,6 +396,17 @@ absl::StatusOr<std::vector<pgward::v1::Grant>> Store::FindGrants(const std::stri
   return matches;
 }
 
+absl::StatusOr<std::optional<int64_t>> Store::NextGrantExpiry(int64_t now_unix_ms) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> q = db_->Prepare("SELECT MIN(expires_unix_ms) FROM grants WHERE expires_unix_ms > ?");
+  if (!q.ok()) return q.status();
+  q->BindInt(1, now_unix_ms);
+  absl::StatusOr<bool> row = q->Step();
+  if (!row.ok()) return row.status();
+  if (!*row || q->IsNull(0)) return std::optional<int64_t>();
+  return std::optional<int64_t>(q->Int(0));
+}
+
 absl::StatusOr<int64_t> Store::CountIssuerlessGrants() {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Statement> q = db_->Prepare("SELECT count(*) FROM grants WHERE issuer = ''");

@@ -71,15 +71,32 @@ class Store {
                                                             const std::string& connection,
                                                             int64_t now_unix_ms,
                                                             const std::string& issuerless_grants_issuer);
+  // The earliest expiry after `now_unix_ms` among all grants, if any grant expires later.
+  absl::StatusOr<std::optional<int64_t>> NextGrantExpiry(int64_t now_unix_ms);
   // How many grants have no issuer (see FindGrants), for the start-up warning.
   absl::StatusOr<int64_t> CountIssuerlessGrants();
+
+  // --- revocations (contract section 9). A Revocation names exactly one of principal or group,
+  // with its issuer (callers validate and resolve it first).
+  // ALREADY_EXISTS (naming it) if it is revoked already: the first record, with its reason, stays.
+  absl::Status Revoke(const pgward::v1::Revocation& r);
+  // NOT_FOUND (naming it) if it is not revoked.
+  absl::Status Restore(const pgward::v1::Revocation& r);
+  // Oldest first (in the order made, within a millisecond).
+  absl::StatusOr<std::vector<pgward::v1::Revocation>> ListRevocations();
+  // The revocation that bars a token of `issuer` for `principal` with `groups`, if any: the
+  // principal's own first, else the oldest of its groups'.
+  absl::StatusOr<std::optional<pgward::v1::Revocation>> FindRevocation(const std::string& issuer,
+                                                                       const std::string& principal,
+                                                                       const std::vector<std::string>& groups);
 
   // --- sessions and audit
   absl::Status InsertSession(const pgward::v1::SessionRecord& s);  // ALREADY_EXISTS
   // How a session's end is recorded, by the gateway (EndSession) and by the agent's SessionEnded
   // (RecordAgentSessionEnd), in whichever order they arrive:
   //  1. The gateway's own decisions to end a session (IsGatewayDecidedEnd: killed,
-  //     grant_deleted, token_expired, agent_deleted) are final: nothing replaces them.
+  //     grant_deleted, grant_expired, token_expired, agent_deleted, principal_revoked) are
+  //     final: nothing replaces them.
   //  2. Otherwise the agent's report wins, time and reason: it saw the upstream connection
   //     close (client_terminate, upstream_closed, lexing_setting_changed, ...), while the
   //     gateway saw only the caller's side (client_disconnect, agent_lost, closed).

@@ -112,6 +112,19 @@ def session_id_of(conn) -> str:
     return conn.execute("SELECT current_setting('pgward.session_id')").fetchone()[0]
 
 
+def error_once_ended(conn) -> str:
+    """Keeps querying on a psycopg connection (up to 5 s) until the gateway has ended its
+    session; returns the error text (which carries the FATAL's message)."""
+    import psycopg
+    for _ in range(50):
+        try:
+            conn.execute("SELECT 1")
+        except psycopg.OperationalError as e:
+            return str(e)
+        time.sleep(0.1)
+    raise AssertionError("the session was still usable 5 s later")
+
+
 def unique(prefix: str) -> str:
     """A name unique within this test run (for tables, agents, connections)."""
     return f"{prefix}{os.getpid()}_{next(_counter)}"

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 import jwt_forge as jf
-from pgward_harness import CTL_BIN, session_id_of, unique, wait_until
+from pgward_harness import error_once_ended, CTL_BIN, session_id_of, unique, wait_until
 
 
 def _ctl_with_token(env, token: str, tmp_path, *args: str) -> subprocess.CompletedProcess:
@@ -19,15 +19,6 @@ def _ctl_with_token(env, token: str, tmp_path, *args: str) -> subprocess.Complet
     ctl_env = env.gateway.ctl_env()
     ctl_env["PGWARD_TOKEN_FILE"] = str(token_file)
     return subprocess.run([str(CTL_BIN), *args], capture_output=True, text=True, env=ctl_env, timeout=30)
-
-
-def _error_once_ended(conn) -> str:
-    """Keeps querying (up to 5 s) until the gateway has ended the session; returns the error."""
-    with pytest.raises(psycopg.OperationalError) as info:
-        for _ in range(50):
-            conn.execute("SELECT 1")
-            time.sleep(0.1)
-    return str(info.value)
 
 
 def test_oidc_admin_principal_and_group_may_administer_others_may_not(isolated_gateway, tmp_path):
@@ -105,7 +96,7 @@ def test_killed_session_gets_57P01_and_is_recorded(stack):
         sid = session_id_of(conn)
         r = stack.ctl("session", "kill", sid)
         assert r.returncode == 0, r.stderr
-        assert "administrator" in _error_once_ended(conn)
+        assert "administrator" in error_once_ended(conn)
     assert stack.wait_sessions(lambda ss: any(s["session_id"] == sid and s["end_reason"] == "killed" for s in ss),
                                principal="bob-bot")
 
@@ -161,7 +152,7 @@ def test_deleting_a_grant_ends_the_sessions_it_allowed_and_only_those(stack):
         assert dave.execute("SELECT 1").fetchone() == (1,)
         r = stack.ctl("grant", "delete", grant_id)
         assert r.returncode == 0, r.stderr
-        assert "grant was deleted" in _error_once_ended(dave)
+        assert "grant was deleted" in error_once_ended(dave)
         # another principal's session is untouched
         assert alice.execute("SELECT 2").fetchone() == (2,)
     assert stack.wait_sessions(lambda ss: any(s["session_id"] == sid and s["end_reason"] == "grant_deleted"

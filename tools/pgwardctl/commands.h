@@ -53,6 +53,7 @@ class CommandContext {
 CommandResult RunAgent(CommandContext& ctx, const std::string& verb);
 CommandResult RunConnection(CommandContext& ctx, const std::string& verb);
 CommandResult RunGrant(CommandContext& ctx, const std::string& verb);
+CommandResult RunPrincipal(CommandContext& ctx, const std::string& verb);
 CommandResult RunSession(CommandContext& ctx, const std::string& verb);
 CommandResult RunAudit(CommandContext& ctx, const std::string& verb);
 

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   if (noun == "agent") result = pgward::ctl::RunAgent(ctx, verb);
   if (noun == "connection") result = pgward::ctl::RunConnection(ctx, verb);
   if (noun == "grant") result = pgward::ctl::RunGrant(ctx, verb);
+  if (noun == "principal") result = pgward::ctl::RunPrincipal(ctx, verb);
   if (noun == "session") result = pgward::ctl::RunSession(ctx, verb);
   if (noun == "audit") result = pgward::ctl::RunAudit(ctx, verb);
   std::cout.flush();

@@ -100,6 +100,17 @@ nlohmann::ordered_json GrantJson(const pgward::v1::Grant& g) {
   return j;
 }
 
+nlohmann::ordered_json RevocationJson(const pgward::v1::Revocation& r) {
+  nlohmann::ordered_json j;
+  j["principal"] = r.principal();
+  j["group"] = r.group();
+  j["issuer"] = r.issuer();
+  j["reason"] = r.reason();
+  j["revoked_by"] = r.revoked_by();
+  j["revoked"] = FormatTimeMs(r.revoked_unix_ms());
+  return j;
+}
+
 nlohmann::ordered_json SessionJson(const pgward::v1::SessionRecord& s) {
   nlohmann::ordered_json j;
   j["session_id"] = s.session_id();

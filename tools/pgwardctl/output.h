@@ -38,6 +38,7 @@ std::string ModeName(pgward::v1::Mode mode);  // read-only | read-write | classe
 nlohmann::ordered_json AgentJson(const pgward::v1::Agent& a);
 nlohmann::ordered_json ConnectionJson(const pgward::v1::Connection& c);
 nlohmann::ordered_json GrantJson(const pgward::v1::Grant& g);
+nlohmann::ordered_json RevocationJson(const pgward::v1::Revocation& r);
 nlohmann::ordered_json SessionJson(const pgward::v1::SessionRecord& s);
 // Exactly the contract audit fields (ARCHITECTURE.md section 5), in contract order.
 nlohmann::ordered_json AuditJson(const pgward::v1::AuditRow& r);

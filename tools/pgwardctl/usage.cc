@@ -7,7 +7,7 @@
 namespace pgward::ctl {
 namespace {
 
-constexpr std::array<std::pair<const char*, const char*>, 5> kNouns = {{
+constexpr std::array<std::pair<const char*, const char*>, 6> kNouns = {{
     {"agent",
      "  pgwardctl agent create NAME          create an agent; prints its token once\n"
      "  pgwardctl agent list\n"
@@ -30,6 +30,11 @@ constexpr std::array<std::pair<const char*, const char*>, 5> kNouns = {{
      "            like, which show every other session's statements (refused by default)\n"
      "  pgwardctl grant list [--principal P] [--group G] [--issuer URL] [--connection C]\n"
      "  pgwardctl grant delete ID\n"},
+    {"principal",
+     "  pgwardctl principal revoke (P | --group G) [--issuer URL] [--reason TEXT]\n"
+     "            refuses its new sessions (28000) and ends its live ones on every agent (57P01)\n"
+     "  pgwardctl principal restore (P | --group G) [--issuer URL]\n"
+     "  pgwardctl principal list             who is revoked, by whom, when and why\n"},
     {"session",
      "  pgwardctl session list [--active] [--principal P] [--issuer URL] [--connection C] [--limit N]\n"
      "  pgwardctl session kill ID\n"},

@@ -54,6 +54,20 @@ class ScriptedLiveDirectory : public LiveDirectory {
     deleted_agents_.insert(agent);
     online_.erase(agent);
   }
+  // Records the revocation; says it ended `sessions_to_end` sessions.
+  uint32_t PrincipalRevoked(const pgward::v1::Revocation& revocation) override {
+    absl::MutexLock lock(&mu_);
+    revocations_.push_back(revocation);
+    return sessions_to_end_;
+  }
+  void SetSessionsToEnd(uint32_t n) {
+    absl::MutexLock lock(&mu_);
+    sessions_to_end_ = n;
+  }
+  std::vector<pgward::v1::Revocation> Revocations() {
+    absl::MutexLock lock(&mu_);
+    return revocations_;
+  }
   std::set<std::string> DeletedAgents() {
     absl::MutexLock lock(&mu_);
     return deleted_agents_;
@@ -65,6 +79,8 @@ class ScriptedLiveDirectory : public LiveDirectory {
   absl::flat_hash_set<std::string> live_sessions_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> killed_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> deleted_agents_ ABSL_GUARDED_BY(mu_);
+  std::vector<pgward::v1::Revocation> revocations_ ABSL_GUARDED_BY(mu_);
+  uint32_t sessions_to_end_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class AdminHarness {

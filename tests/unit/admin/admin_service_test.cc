@@ -451,5 +451,100 @@ TEST_CASE("audit and session lists stay under the response bound and say when th
   CHECK(sessions.sessions_size() == 1);
 }
 
+v1::RevokePrincipalRequest RevokeRequest(const std::string& principal, const std::string& group = "",
+                                         const std::string& reason = "") {
+  v1::RevokePrincipalRequest req;
+  req.set_principal(principal);
+  req.set_group(group);
+  req.set_reason(reason);
+  return req;
+}
+
+TEST_CASE("principals and groups are revoked by the calling admin, listed and restored", "[admin][revoke]") {
+  AdminHarness h;
+  h.live().SetSessionsToEnd(2);
+  v1::Revocation revoked;
+  REQUIRE(h.stub()
+              .RevokePrincipal(AdminHarness::Context().get(), RevokeRequest("bot", "", "left the team"), &revoked)
+              .ok());
+  CHECK(revoked.principal() == "bot");
+  CHECK(revoked.issuer() == testing::kIssuer);  // the one trusted issuer, filled in
+  CHECK(revoked.revoked_by() == "admin.key");
+  CHECK(revoked.reason() == "left the team");
+  CHECK(revoked.sessions_ended() == 2);  // what the live side reported
+  CHECK(revoked.revoked_unix_ms() > 0);
+  // The live side heard of it, with the issuer resolved, after it was stored.
+  const std::vector<v1::Revocation> told = h.live().Revocations();
+  REQUIRE(told.size() == 1);
+  CHECK(told[0].principal() == "bot");
+  CHECK(told[0].issuer() == testing::kIssuer);
+
+  v1::Revocation group;
+  REQUIRE(h.stub().RevokePrincipal(AdminHarness::Context().get(), RevokeRequest("", "contractors"), &group).ok());
+  CHECK(group.group() == "contractors");
+
+  // Revoking again keeps the first record and says so.
+  v1::Revocation again;
+  const grpc::Status twice =
+      h.stub().RevokePrincipal(AdminHarness::Context().get(), RevokeRequest("bot", "", "other"), &again);
+  CHECK(twice.error_code() == grpc::StatusCode::ALREADY_EXISTS);
+  CHECK(twice.error_message().find("already revoked") != std::string::npos);
+
+  v1::ListRevocationsResponse list;
+  REQUIRE(h.stub().ListRevocations(AdminHarness::Context().get(), {}, &list).ok());
+  REQUIRE(list.revocations_size() == 2);
+  CHECK(list.revocations(0).principal() == "bot");
+  CHECK(list.revocations(0).reason() == "left the team");
+  CHECK(list.revocations(1).group() == "contractors");
+
+  v1::RestorePrincipalRequest restore;
+  restore.set_principal("bot");
+  v1::RestorePrincipalResponse restored;
+  REQUIRE(h.stub().RestorePrincipal(AdminHarness::Context().get(), restore, &restored).ok());
+  const grpc::Status not_revoked = h.stub().RestorePrincipal(AdminHarness::Context().get(), restore, &restored);
+  CHECK(not_revoked.error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK(not_revoked.error_message().find("is not revoked") != std::string::npos);
+  list.Clear();
+  REQUIRE(h.stub().ListRevocations(AdminHarness::Context().get(), {}, &list).ok());
+  REQUIRE(list.revocations_size() == 1);
+  CHECK(list.revocations(0).group() == "contractors");
+}
+
+TEST_CASE("bad revocations are refused with INVALID_ARGUMENT and nothing is stored", "[admin][revoke][validation]") {
+  AdminHarness h;
+  struct Case {
+    const char* what;
+    v1::RevokePrincipalRequest req;
+    const char* message;
+  };
+  v1::RevokePrincipalRequest untrusted = RevokeRequest("bot");
+  untrusted.set_issuer("https://evil.example");
+  const std::vector<Case> cases = {
+      {"neither", RevokeRequest(""), "exactly one"},
+      {"both", RevokeRequest("bot", "ops"), "exactly one"},
+      {"space in the name", RevokeRequest("bad name"), "principal"},
+      {"newline in the reason", RevokeRequest("bot", "", "line one\nline two"), "control characters"},
+      {"escape in the reason", RevokeRequest("bot", "", "\x1b[2Jcleared"), "control characters"},
+      {"reason too long", RevokeRequest("bot", "", std::string(501, 'r')), "longer than 500"},
+      {"untrusted issuer", untrusted, "not trusted"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.what);
+    v1::Revocation resp;
+    const grpc::Status status = h.stub().RevokePrincipal(AdminHarness::Context().get(), c.req, &resp);
+    CHECK(status.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(status.error_message().find(c.message) != std::string::npos);
+  }
+  CHECK(h.live().Revocations().empty());
+  auto stored = h.store().ListRevocations();
+  REQUIRE(stored.ok());
+  CHECK(stored->empty());
+  // Without admin credentials nothing happens either.
+  v1::Revocation resp;
+  CHECK(h.stub().RevokePrincipal(AdminHarness::Context("").get(), RevokeRequest("bot"), &resp).error_code() ==
+        grpc::StatusCode::UNAUTHENTICATED);
+  CHECK(h.live().Revocations().empty());
+}
+
 }  // namespace
 }  // namespace pgward::admin

@@ -78,6 +78,7 @@ class RelayHarness {
     WaitUntil([this] { return open_connections_.load() == 0; }, std::chrono::seconds(10));
     io_.stop();
     io_thread_.join();
+    broker_.StopExpiryWatch();  // it runs on blocking_
     blocking_.join();
     driver_.reset();
   }

@@ -440,4 +440,78 @@ TEST_CASE("heartbeats sent faster than the interval update the session count but
   }
 }
 
+TEST_CASE("revoking the principal ends its live session with 57P01 through EndSession and refuses its next login",
+          "[relay][revoke]") {
+  RelayHarness gateway;
+  FakeAgent agent(gateway.channel(), kAgent, kAgentToken);
+  REQUIRE(agent.Connect());
+  LiveCall call(gateway, agent);
+
+  pgward::v1::Revocation revocation;
+  revocation.set_principal(kPrincipal);
+  revocation.set_issuer(kIssuer);
+  revocation.set_revoked_unix_ms(1);
+  REQUIRE(gateway.store().Revoke(revocation).ok());
+  // Another issuer's principal of the same name is someone else: nothing ends.
+  pgward::v1::Revocation elsewhere = revocation;
+  elsewhere.set_issuer("https://elsewhere.example");
+  CHECK(gateway.broker().PrincipalRevoked(elsewhere) == 0);
+  CHECK(gateway.broker().PrincipalRevoked(revocation) == 1);
+
+  auto end = agent.NextControl(pgward::v1::GatewayMessage::kEndSession);
+  REQUIRE(end);
+  CHECK(end->end_session().session_id() == call.session_id);
+  CHECK(end->end_session().reason() == "principal_revoked");
+  auto message = call.login.client.Read();
+  REQUIRE(message);
+  auto [sqlstate, text] = ErrorOf(*message);
+  CHECK(sqlstate == "57P01");
+  CHECK(text == "pgward: the session ended because its principal \"" + std::string(kPrincipal) +
+                    "\" was revoked by an administrator");
+  CHECK(call.login.client.WaitForClose());
+  REQUIRE(RelayHarness::WaitUntil([&] { return gateway.SessionRecord(call.session_id).ended_unix_ms() != 0; }));
+  CHECK(gateway.SessionRecord(call.session_id).end_reason() == "principal_revoked");
+
+  PgWireClient again;
+  REQUIRE(again.Connect(gateway.pg_port()));
+  LoginOutcome refused = again.Login(kConnection, gateway.Token());
+  CHECK_FALSE(refused.ready);
+  CHECK(refused.sqlstate == "28000");
+  CHECK(refused.message == "pgward: principal \"" + std::string(kPrincipal) + "\" is revoked");
+  CHECK_FALSE(agent.NextGrant(std::chrono::milliseconds(200)));  // the agent never heard of it
+}
+
+TEST_CASE("a grant's expiry ends the live sessions it alone covered, at the expiry", "[relay][expiry]") {
+  RelayHarness gateway;
+  gateway.broker().StartExpiryWatch();
+  FakeAgent agent(gateway.channel(), kAgent, kAgentToken);
+  REQUIRE(agent.Connect());
+  // The seeded grant never expires; swap it for one that expires shortly.
+  auto seeded = gateway.store().ListGrants({});
+  REQUIRE(seeded.ok());
+  REQUIRE(seeded->size() == 1);
+  pgward::v1::Grant expiring = (*seeded)[0];
+  expiring.clear_id();
+  const auto now = std::chrono::system_clock::now();
+  const int64_t expires_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() + 1500;
+  expiring.set_expires_unix_ms(expires_ms);
+  REQUIRE(gateway.store().CreateGrant(expiring).ok());
+  gateway.broker().GrantAdded();
+  REQUIRE(gateway.store().DeleteGrant((*seeded)[0].id()).ok());
+  LiveCall call(gateway, agent);
+
+  auto end = agent.NextControl(pgward::v1::GatewayMessage::kEndSession);
+  REQUIRE(end);
+  const auto ended_at = std::chrono::system_clock::now();
+  CHECK(end->end_session().reason() == "grant_expired");
+  CHECK(ended_at >= now + std::chrono::milliseconds(1500));  // not before the expiry
+  CHECK(ended_at < now + std::chrono::milliseconds(3000));   // and promptly after it
+  auto message = call.login.client.Read();
+  REQUIRE(message);
+  auto [sqlstate, text] = ErrorOf(*message);
+  CHECK(sqlstate == "57P01");
+  CHECK(text == "pgward: the session ended because its grant expired");
+}
+
 }  // namespace pgward::gateway::testing

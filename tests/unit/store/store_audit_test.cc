@@ -132,9 +132,9 @@ TEST_CASE("an agent's end arriving first ends an open row; the gateway's kill st
   CHECK(Row(*store, "s1").ended_unix_ms() == 2000);  // the agent's time: when the upstream closed
 }
 
-TEST_CASE("a gateway decision (killed, grant_deleted, token_expired, agent_deleted) is never replaced",
-          "[store][sessions]") {
-  const std::string decided = GENERATE("killed", "grant_deleted", "token_expired", "agent_deleted");
+TEST_CASE("a gateway decision (killed, grant_deleted, ..., principal_revoked) is never replaced", "[store][sessions]") {
+  const std::string decided =
+      GENERATE("killed", "grant_deleted", "grant_expired", "token_expired", "agent_deleted", "principal_revoked");
   CHECK(Store::IsGatewayDecidedEnd(decided));
   auto store = OpenMemory();
   REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1000)).ok());

@@ -235,6 +235,25 @@ TEST_CASE("grants get an id, keep their policy, filter and delete", "[store][gra
   CHECK(store->DeleteGrant(g1->id()).code() == absl::StatusCode::kNotFound);
 }
 
+TEST_CASE("NextGrantExpiry is the earliest expiry still ahead", "[store][grants]") {
+  auto store = OpenOrDie(":memory:");
+  REQUIRE(store->CreateAgent("edge", "h").ok());
+  REQUIRE(store->CreateConnection(MakeConnection("app", "edge"), "").ok());
+  const int64_t now = 1'000'000;
+  CHECK_FALSE(store->NextGrantExpiry(now)->has_value());  // no grants
+  pgward::v1::Grant forever = PrincipalGrant("bot", "app");
+  REQUIRE(store->CreateGrant(forever).ok());
+  CHECK_FALSE(store->NextGrantExpiry(now)->has_value());  // never expires
+  for (int64_t at : {now - 5, now, now + 700, now + 300}) {
+    pgward::v1::Grant g = PrincipalGrant("bot", "app");
+    g.set_expires_unix_ms(at);
+    REQUIRE(store->CreateGrant(g).ok());
+  }
+  CHECK(store->NextGrantExpiry(now)->value() == now + 300);  // past and current ones do not count
+  CHECK(store->NextGrantExpiry(now + 300)->value() == now + 700);
+  CHECK_FALSE(store->NextGrantExpiry(now + 700)->has_value());
+}
+
 TEST_CASE("FindGrants matches principal, group, issuer and expiry", "[store][grants]") {
   auto store = OpenOrDie(":memory:");
   REQUIRE(store->CreateAgent("edge", "h").ok());
@@ -320,6 +339,68 @@ TEST_CASE("a principal is (issuer, name): the same name from another issuer matc
   REQUIRE(found.ok());
   CHECK(found->size() == c.matches);
   (void)idp2;
+}
+
+pgward::v1::Revocation MakeRevocation(const std::string& principal, const std::string& group,
+                                      const std::string& issuer = "https://idp.example") {
+  pgward::v1::Revocation r;
+  r.set_principal(principal);
+  r.set_group(group);
+  r.set_issuer(issuer);
+  r.set_reason("offboarded");
+  r.set_revoked_by("admin.key");
+  r.set_revoked_unix_ms(1000);
+  return r;
+}
+
+TEST_CASE("a revocation bars its principal, or its group's members, of its issuer only", "[store][revoke]") {
+  auto store = OpenOrDie(":memory:");
+  const std::string issuer = "https://idp.example";
+  REQUIRE(store->Revoke(MakeRevocation("bot", "")).ok());
+  REQUIRE(store->Revoke(MakeRevocation("", "contractors")).ok());
+
+  auto bot = store->FindRevocation(issuer, "bot", {});
+  REQUIRE(bot.ok());
+  REQUIRE(bot->has_value());
+  CHECK((*bot)->principal() == "bot");
+  CHECK((*bot)->reason() == "offboarded");
+  CHECK((*bot)->revoked_by() == "admin.key");
+
+  auto member = store->FindRevocation(issuer, "alice", {"staff", "contractors"});
+  REQUIRE(member.ok());
+  REQUIRE(member->has_value());
+  CHECK((*member)->group() == "contractors");
+  // The principal's own revocation is the one named when both apply.
+  auto both = store->FindRevocation(issuer, "bot", {"contractors"});
+  REQUIRE(both.ok());
+  REQUIRE(both->has_value());
+  CHECK((*both)->principal() == "bot");
+
+  // Names are issuer-scoped; a principal named like a revoked group is not barred; a token
+  // without an issuer matches nothing.
+  CHECK_FALSE(store->FindRevocation("https://other.example", "bot", {"contractors"})->has_value());
+  CHECK_FALSE(store->FindRevocation(issuer, "contractors", {"staff"})->has_value());
+  CHECK_FALSE(store->FindRevocation(issuer, "alice", {})->has_value());
+  CHECK_FALSE(store->FindRevocation("", "bot", {})->has_value());
+
+  CHECK(absl::IsAlreadyExists(store->Revoke(MakeRevocation("bot", ""))));
+  REQUIRE(store->Restore(MakeRevocation("bot", "")).ok());
+  CHECK_FALSE(store->FindRevocation(issuer, "bot", {})->has_value());
+  CHECK(absl::IsNotFound(store->Restore(MakeRevocation("bot", ""))));
+  // A group and a principal of the same name are different revocations.
+  CHECK(absl::IsNotFound(store->Restore(MakeRevocation("contractors", ""))));
+  auto all = store->ListRevocations();
+  REQUIRE(all.ok());
+  REQUIRE(all->size() == 1);
+  CHECK((*all)[0].group() == "contractors");
+}
+
+TEST_CASE("revocations survive a reopen of the store file", "[store][revoke]") {
+  TempDir dir;
+  const std::string path = dir.File("pgward.db");
+  REQUIRE(OpenOrDie(path)->Revoke(MakeRevocation("bot", "")).ok());
+  auto again = OpenOrDie(path);
+  CHECK(again->FindRevocation("https://idp.example", "bot", {})->has_value());
 }
 
 }  // namespace
