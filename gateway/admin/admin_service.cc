@@ -307,6 +307,20 @@ grpc::Status AdminServiceImpl::DeleteGrant(grpc::ServerContext* ctx,
 
 namespace {
 
+// The revocation's subject from a request: exactly one of principal or group, and its issuer
+// (the single trusted one when none is named).
+absl::StatusOr<pgward::v1::Revocation> Subject(const std::string& principal, const std::string& group,
+                                               const std::string& issuer,
+                                               const std::vector<std::string>& trusted_issuers) {
+  if (absl::Status s = ValidateSubject(principal, group); !s.ok()) return s;
+  pgward::v1::Revocation r;
+  r.set_principal(principal);
+  r.set_group(group);
+  r.set_issuer(issuer);
+  if (absl::Status s = ResolveIssuer(*r.mutable_issuer(), trusted_issuers); !s.ok()) return s;
+  return r;
+}
+
 std::string SubjectText(const pgward::v1::Revocation& r) {
   return r.principal().empty() ? absl::StrCat("group ", r.group(), " of ", r.issuer())
                                : absl::StrCat("principal ", r.principal(), " of ", r.issuer());
@@ -318,13 +332,11 @@ grpc::Status AdminServiceImpl::RevokePrincipal(grpc::ServerContext* ctx,
                                                const pgward::v1::RevokePrincipalRequest* req,
                                                pgward::v1::Revocation* resp) {
   return Serve(ctx, "RevokePrincipal", [&](const std::string& admin) -> absl::Status {
-    if (absl::Status s = ValidateSubject(req->principal(), req->group()); !s.ok()) return s;
+    absl::StatusOr<pgward::v1::Revocation> subject =
+        Subject(req->principal(), req->group(), req->issuer(), trusted_issuers_);
+    if (!subject.ok()) return subject.status();
     if (absl::Status s = ValidateReason(req->reason()); !s.ok()) return s;
-    pgward::v1::Revocation r;
-    r.set_principal(req->principal());
-    r.set_group(req->group());
-    r.set_issuer(req->issuer());
-    if (absl::Status s = ResolveIssuer(*r.mutable_issuer(), trusted_issuers_); !s.ok()) return s;
+    pgward::v1::Revocation r = *std::move(subject);
     r.set_reason(req->reason());
     r.set_revoked_by(admin);
     r.set_revoked_unix_ms(NowUnixMs());
@@ -343,14 +355,11 @@ grpc::Status AdminServiceImpl::RestorePrincipal(grpc::ServerContext* ctx,
                                                 const pgward::v1::RestorePrincipalRequest* req,
                                                 pgward::v1::RestorePrincipalResponse*) {
   return Serve(ctx, "RestorePrincipal", [&](const std::string& admin) -> absl::Status {
-    if (absl::Status s = ValidateSubject(req->principal(), req->group()); !s.ok()) return s;
-    pgward::v1::Revocation r;
-    r.set_principal(req->principal());
-    r.set_group(req->group());
-    r.set_issuer(req->issuer());
-    if (absl::Status s = ResolveIssuer(*r.mutable_issuer(), trusted_issuers_); !s.ok()) return s;
-    if (absl::Status s = store_.Restore(r); !s.ok()) return s;
-    Log(LogLevel::kInfo, "admin", admin, " restored ", SubjectText(r));
+    absl::StatusOr<pgward::v1::Revocation> r =
+        Subject(req->principal(), req->group(), req->issuer(), trusted_issuers_);
+    if (!r.ok()) return r.status();
+    if (absl::Status s = store_.Restore(*r); !s.ok()) return s;
+    Log(LogLevel::kInfo, "admin", admin, " restored ", SubjectText(*r));
     return absl::OkStatus();
   });
 }

@@ -74,6 +74,13 @@ void RequireRefusedThenPaired(SessionCall& refused, grpc::StatusCode code, FakeA
   CHECK(login.Get().ready);
 }
 
+// The (SQLSTATE, message) of the next message the caller receives, which must be an error.
+std::pair<std::string, std::string> NextError(PgWireClient& client) {
+  auto message = client.Read();
+  REQUIRE(message);
+  return ErrorOf(*message);
+}
+
 pgward::v1::SessionFrame DataFrame(const std::string& data) {
   pgward::v1::SessionFrame frame;
   frame.set_data(data);
@@ -253,9 +260,7 @@ TEST_CASE("an admin kill sends EndSession to the agent and ends the caller's ses
   CHECK(end->end_session().session_id() == call.session_id);
   CHECK(end->end_session().reason() == "killed");
   CHECK(end->end_session().sqlstate() == "57P01");
-  auto message = call.login.client.Read();
-  REQUIRE(message);
-  auto [sqlstate, text] = ErrorOf(*message);
+  auto [sqlstate, text] = NextError(call.login.client);
   CHECK(sqlstate == "57P01");
   CHECK(text == "pgward: the session was terminated by an administrator");
   CHECK(call.login.client.WaitForClose());
@@ -303,9 +308,7 @@ TEST_CASE("when the agent goes away its live sessions end with FATAL 08006", "[r
   // A dying agent process: every stream it had breaks, without a last frame.
   call.agent_side->Cancel();
   agent.DropControl();
-  auto message = call.login.client.Read();
-  REQUIRE(message);
-  auto [sqlstate, text] = ErrorOf(*message);
+  auto [sqlstate, text] = NextError(call.login.client);
   CHECK(sqlstate == "08006");
   CHECK(call.login.client.WaitForClose());
   REQUIRE(RelayHarness::WaitUntil([&] { return gateway.SessionRecord(call.session_id).ended_unix_ms() != 0; }));
@@ -388,9 +391,7 @@ TEST_CASE("deleting an agent ends its control stream and live sessions with 57P0
   auto control_status = agent.control().WaitEnd();
   REQUIRE(control_status);
   CHECK(control_status->error_code() == grpc::StatusCode::UNAUTHENTICATED);
-  auto message = call.login.client.Read();
-  REQUIRE(message);
-  auto [sqlstate, text] = ErrorOf(*message);
+  auto [sqlstate, text] = NextError(call.login.client);
   CHECK(sqlstate == "57P01");
   CHECK(text == "pgward: the session ended because its agent was deleted by an administrator");
   CHECK(call.login.client.WaitForClose());
@@ -462,9 +463,7 @@ TEST_CASE("revoking the principal ends its live session with 57P01 through EndSe
   REQUIRE(end);
   CHECK(end->end_session().session_id() == call.session_id);
   CHECK(end->end_session().reason() == "principal_revoked");
-  auto message = call.login.client.Read();
-  REQUIRE(message);
-  auto [sqlstate, text] = ErrorOf(*message);
+  auto [sqlstate, text] = NextError(call.login.client);
   CHECK(sqlstate == "57P01");
   CHECK(text == "pgward: the session ended because its principal \"" + std::string(kPrincipal) +
                     "\" was revoked by an administrator");
@@ -507,9 +506,7 @@ TEST_CASE("a grant's expiry ends the live sessions it alone covered, at the expi
   CHECK(end->end_session().reason() == "grant_expired");
   CHECK(ended_at >= now + std::chrono::milliseconds(1500));  // not before the expiry
   CHECK(ended_at < now + std::chrono::milliseconds(3000));   // and promptly after it
-  auto message = call.login.client.Read();
-  REQUIRE(message);
-  auto [sqlstate, text] = ErrorOf(*message);
+  auto [sqlstate, text] = NextError(call.login.client);
   CHECK(sqlstate == "57P01");
   CHECK(text == "pgward: the session ended because its grant expired");
 }
