@@ -78,7 +78,7 @@ class RelayHarness {
     WaitUntil([this] { return open_connections_.load() == 0; }, std::chrono::seconds(10));
     io_.stop();
     io_thread_.join();
-    broker_.StopExpiryWatch();  // it runs on blocking_
+    broker_.StopExpiryWatch();  // it runs on blocking_ (when a test started it)
     blocking_.join();
     driver_.reset();
   }
