@@ -111,6 +111,13 @@ bool ControlClient::Dispatch(const pgward::v1::GatewayMessage& message, bool& we
       sessions_.End(end.session_id(), end.reason().empty() ? std::string("killed") : end.reason());
       return true;
     }
+    case pgward::v1::GatewayMessage::kUpdatePolicy: {
+      const auto& update = message.update_policy();
+      if (!sessions_.UpdatePolicy(update.session_id(), update.policy())) {
+        Log(LogLevel::kInfo, "control", "policy update for session ", update.session_id(), " which has ended");
+      }
+      return true;
+    }
     case pgward::v1::GatewayMessage::kAck:
       if (message.ack().boot_id() == events_.boot_id()) events_.Ack(message.ack().seq());
       return true;

@@ -50,6 +50,18 @@ void SessionManager::End(const std::string& session_id, const std::string& reaso
   if (session) session->Stop(reason);
 }
 
+bool SessionManager::UpdatePolicy(const std::string& session_id, pgward::v1::Policy policy) {
+  std::shared_ptr<AgentSession> session;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = sessions_.find(session_id);
+    if (it != sessions_.end()) session = it->second;
+  }
+  if (!session) return false;
+  session->UpdatePolicy(std::move(policy));
+  return true;
+}
+
 void SessionManager::StopAll(const std::string& reason) {
   absl::MutexLock lock(&mu_);
   for (auto& [id, session] : sessions_) session->Stop(reason);

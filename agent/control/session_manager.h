@@ -20,6 +20,8 @@ class SessionManager {
   void Start(pgward::v1::SessionGrant grant);
   void Cancel(const std::string& session_id);
   void End(const std::string& session_id, const std::string& reason);
+  // False: no such session here (it ended meanwhile).
+  bool UpdatePolicy(const std::string& session_id, pgward::v1::Policy policy);
   void StopAll(const std::string& reason);
   size_t Count();
 

@@ -202,7 +202,8 @@ AgentSession::AgentSession(asio::any_io_executor strand, pgward::v1::SessionGran
       backend_reader_(pgwire::Direction::kBackend, deps_.max_message_bytes),
       identity_check_({grant_.principal(), grant_.session_id(), "pgward:" + grant_.principal()}),
       check_identity_(AllowsClass(grant_.policy(), inspect::StatementClass::kProcedure)),
-      check_after_copy_(AllowsClass(grant_.policy(), inspect::StatementClass::kCopyIn)) {
+      check_after_copy_(AllowsClass(grant_.policy(), inspect::StatementClass::kCopyIn)),
+      login_read_only_(grant_.policy().mode() == pgward::v1::MODE_READ_ONLY) {
   gateway_data_ = std::make_unique<net::AsyncSignal>(strand_);
   gateway_space_ = std::make_unique<net::AsyncSignal>(strand_);
 }
@@ -670,6 +671,23 @@ absl::Status AgentSession::CheckCopyResponse(inspect::StatementClass want, std::
                                                     " for a statement that is not ",
                                                     want == inspect::StatementClass::kCopyIn ? "COPY FROM STDIN"
                                                                                             : "COPY TO STDOUT"));
+}
+
+void AgentSession::UpdatePolicy(pgward::v1::Policy policy) {
+  asio::post(strand_, [self = shared_from_this(), policy = std::move(policy)]() mutable {
+    const bool was_read_only = self->grant_.policy().mode() == pgward::v1::MODE_READ_ONLY;
+    const bool read_only = policy.mode() == pgward::v1::MODE_READ_ONLY;
+    *self->grant_.mutable_policy() = std::move(policy);
+    const pgward::v1::Policy& now = self->grant_.policy();
+    self->check_identity_ = AllowsClass(now, inspect::StatementClass::kProcedure);
+    self->check_after_copy_ = AllowsClass(now, inspect::StatementClass::kCopyIn);
+    if (read_only != was_read_only) self->read_only_owed_ = true;
+    // The pool keys connections by the policy they were made for; this one's settings may no
+    // longer match either, so it is closed at the end rather than kept.
+    self->pool_key_.clear();
+    Log(LogLevel::kInfo, "session", self->id(), " policy changed by the gateway for ", self->grant_.principal(),
+        ": mode ", pgward::v1::Mode_Name(now.mode()), " (grant ", now.grant_id(), ")");
+  });
 }
 
 void AgentSession::Stop(std::string reason) {

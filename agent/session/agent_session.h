@@ -77,6 +77,11 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // Ends the session (the gateway's EndSession, agent shutdown): cancels what runs upstream,
   // closes the upstream connection and reports SessionEnded with `reason`.
   void Stop(std::string reason);
+  // The gateway changed the session's effective policy (its grants were updated, deleted or
+  // added). The next statement is judged by it. A change into or out of read-only also SETs
+  // default_transaction_read_only upstream, at the next round trip that starts outside a
+  // transaction (a SET inside one would be undone by its ROLLBACK). Safe from any thread.
+  void UpdatePolicy(pgward::v1::Policy policy);
   // Ends a relaying session from inside the relay (on the strand): the caller receives what was
   // relayed so far up to the last whole message, then FATAL `sqlstate` with `message`, and the
   // session ends with `end_reason`. Nothing the server sends afterwards reaches the caller.
@@ -121,6 +126,11 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // caller's RESET ALL or DISCARD ALL would return it to the id of the session that opened the
   // connection: after such a round trip the agent SETs it again (its answer stays in the agent).
   void AppendSessionIdRestore(std::string& out);
+  // Sends the SET that gives the upstream connection the current policy's
+  // default_transaction_read_only, if it is owed and the server is idle outside a transaction.
+  void AppendReadOnlySetting(std::string& out);
+  // The policy's read-only mode differs from the one the upstream login pinned.
+  bool ReadOnlyDiverged() const;
   // OK when the statement the server is running is of class `want` (a COPY direction).
   absl::Status CheckCopyResponse(inspect::StatementClass want, std::string_view message_name);
 
@@ -168,7 +178,12 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   bool upstream_reused_ = false;     // upstream_ came from the pool (see AppendSessionIdRestore)
   bool restore_owed_ = false;        // a session-id restore is due before the caller's next round trip
   bool batch_resets_ = false;        // the extended batch so far parsed a RESET ALL / DISCARD ALL
-  enum class AgentQuery { kIdentityCheck, kSessionIdRestore };
+  // default_transaction_read_only as the login set it (on for a read-only grant), and whether
+  // a SET to the current policy's value is owed (after a policy change, or a RESET ALL while
+  // the two differ).
+  bool login_read_only_ = false;
+  bool read_only_owed_ = false;
+  enum class AgentQuery { kIdentityCheck, kSessionIdRestore, kReadOnlySetting };
   std::deque<AgentQuery> agent_queries_;  // the agent's own queries in flight, in order
   // The upstream connection set aside for the pool at the caller's Terminate (upstream_.stream
   // is then a closed stand-in, so the relay's reader ends without touching it).

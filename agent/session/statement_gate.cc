@@ -48,6 +48,7 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
       const bool ran = !statements.empty();
       s_.tracker_.OnQuery(std::move(statements));
       out.append(msg.raw);
+      if (resets) s_.read_only_owed_ |= s_.ReadOnlyDiverged();
       if (resets && s_.upstream_reused_) {
         // Not into a COPY FROM STDIN the Query may start: the server would fail the COPY.
         if (may_copy_in) {
@@ -117,7 +118,9 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
       s_.tracker_.OnSync(std::exchange(s_.refusal_, {}));
       s_.discard_until_sync_ = false;
       out.append(msg.raw);
-      if (std::exchange(s_.batch_resets_, false) && s_.upstream_reused_) {
+      const bool batch_resets = std::exchange(s_.batch_resets_, false);
+      if (batch_resets) s_.read_only_owed_ |= s_.ReadOnlyDiverged();
+      if (batch_resets && s_.upstream_reused_) {
         if (s_.check_after_copy_) {
           s_.restore_owed_ = true;
         } else {
@@ -181,6 +184,7 @@ std::string AgentSession::FrontendHandler::Refusal(const PolicyDecision& decisio
 void AgentSession::FrontendHandler::StartRoundTrip(std::string& out) {
   if (s_.at_round_trip_start_ && s_.restore_owed_) s_.AppendSessionIdRestore(out);
   if (s_.at_round_trip_start_ && s_.check_owed_) s_.AppendIdentityCheck(out);
+  if (s_.at_round_trip_start_ && s_.read_only_owed_) s_.AppendReadOnlySetting(out);
   s_.at_round_trip_start_ = false;
 }
 
@@ -217,13 +221,26 @@ void AgentSession::AppendSessionIdRestore(std::string& out) {
   restore_owed_ = false;
 }
 
+void AgentSession::AppendReadOnlySetting(std::string& out) {
+  // Only outside a transaction: a ROLLBACK would undo a SET made inside one.
+  if (!tracker_.IdleAtReadyForQuery()) return;
+  if (!tracker_.OnAgentQuery()) return;  // the server would discard it: stays owed
+  pgwire::AppendQuery(out, ReadOnlySetting(grant_.policy().mode() == pgward::v1::MODE_READ_ONLY));
+  agent_queries_.push_back(AgentQuery::kReadOnlySetting);
+  read_only_owed_ = false;
+}
+
+bool AgentSession::ReadOnlyDiverged() const {
+  return (grant_.policy().mode() == pgward::v1::MODE_READ_ONLY) != login_read_only_;
+}
+
 void AgentSession::OnIdentityCheckDone() {
   const AgentQuery kind = agent_queries_.empty() ? AgentQuery::kIdentityCheck : agent_queries_.front();
   if (!agent_queries_.empty()) agent_queries_.pop_front();
-  if (kind == AgentQuery::kSessionIdRestore) {
+  if (kind != AgentQuery::kIdentityCheck) {
     // Failed (an aborted transaction, 25P02, in which the RESET did not stick either): again
     // before the next round trip.
-    if (identity_check_.failed()) restore_owed_ = true;
+    if (identity_check_.failed()) (kind == AgentQuery::kSessionIdRestore ? restore_owed_ : read_only_owed_) = true;
     identity_check_.Begin();
     return;
   }

@@ -80,6 +80,10 @@ std::string SessionIdSetting(std::string_view session_id) {
   return sql;
 }
 
+std::string ReadOnlySetting(bool read_only) {
+  return read_only ? "SET default_transaction_read_only = on" : "SET default_transaction_read_only = off";
+}
+
 ParameterWatch::ParameterWatch(const std::vector<std::pair<std::string, std::string>>& login_parameters) {
   for (const auto& [name, value] : login_parameters) {
     std::string lower = absl::AsciiStrToLower(AV(name));

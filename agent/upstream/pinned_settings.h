@@ -31,6 +31,10 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> UpstreamStartup
 // standard_conforming_strings=on, which is pinned.
 std::string SessionIdSetting(std::string_view session_id);
 
+// The statement that gives a live session's upstream connection the default_transaction_read_only
+// of its (changed) policy: on for a read-only grant, off otherwise.
+std::string ReadOnlySetting(bool read_only);
+
 // Why a reported setting change ends a session (the SessionEnded reason).
 inline constexpr std::string_view kIdentityChanged = "identity_changed";
 inline constexpr std::string_view kLexingSettingChanged = "lexing_setting_changed";

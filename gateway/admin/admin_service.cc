@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/crypto/random.h"
 #include "common/crypto/token_hash.h"
@@ -280,6 +281,75 @@ grpc::Status AdminServiceImpl::CreateGrant(grpc::ServerContext* ctx,
   });
 }
 
+namespace {
+
+// The Grant fields UpdateGrant may change; who and where a grant covers stay (delete it and
+// create another for that).
+constexpr absl::string_view kUpdatableGrantFields[] = {"mode", "statement_classes", "expires_unix_ms",
+                                                       "max_sessions", "allow_monitoring"};
+
+// Applies the listed fields of `from` to the stored grant `to`.
+absl::Status ApplyGrantUpdate(const pgward::v1::UpdateGrantRequest& req, int64_t now_unix_ms,
+                              pgward::v1::Grant& to) {
+  const pgward::v1::Grant& from = req.grant();
+  bool mode = false;
+  bool classes = false;
+  bool expiry = false;
+  for (const std::string& f : req.update_fields()) {
+    if (std::find(std::begin(kUpdatableGrantFields), std::end(kUpdatableGrantFields), f) ==
+        std::end(kUpdatableGrantFields)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "grant field \"", f.substr(0, 40),
+          "\" cannot be updated; updatable: mode, statement_classes, expires_unix_ms, max_sessions, "
+          "allow_monitoring (for another principal, group or connection, create a new grant)"));
+    }
+    pgward::v1::Policy& policy = *to.mutable_policy();
+    if (f == "mode") {
+      mode = true;
+      policy.set_mode(from.policy().mode());
+      if (policy.mode() != pgward::v1::MODE_STATEMENT_CLASSES) policy.clear_statement_classes();
+    } else if (f == "statement_classes") {
+      classes = true;
+      policy.mutable_statement_classes()->CopyFrom(from.policy().statement_classes());
+    } else if (f == "expires_unix_ms") {
+      expiry = true;
+      to.set_expires_unix_ms(from.expires_unix_ms());
+    } else if (f == "max_sessions") {
+      policy.mutable_limits()->set_max_sessions(from.policy().limits().max_sessions());
+    } else if (f == "allow_monitoring") {
+      policy.set_allow_monitoring(from.policy().allow_monitoring());
+    }
+  }
+  if (req.update_fields().empty()) return absl::InvalidArgumentError("nothing to update");
+  if (mode && to.policy().mode() == pgward::v1::MODE_STATEMENT_CLASSES && !classes) {
+    return absl::InvalidArgumentError("mode classes needs the statement classes too");
+  }
+  if (!expiry && to.expires_unix_ms() != 0 && to.expires_unix_ms() <= now_unix_ms) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("grant ", to.id(), " has expired; give it a new expiry to extend it"));
+  }
+  return ValidateGrant(to, now_unix_ms);
+}
+
+}  // namespace
+
+grpc::Status AdminServiceImpl::UpdateGrant(grpc::ServerContext* ctx, const pgward::v1::UpdateGrantRequest* req,
+                                           pgward::v1::Grant* resp) {
+  return Serve(ctx, "UpdateGrant", [&](const std::string& admin) -> absl::Status {
+    const std::string& id = req->grant().id();
+    if (id.empty()) return absl::InvalidArgumentError("grant id is required");
+    const int64_t now = NowUnixMs();
+    absl::StatusOr<pgward::v1::Grant> updated =
+        store_.UpdateGrant(id, [&](pgward::v1::Grant& g) { return ApplyGrantUpdate(*req, now, g); });
+    if (!updated.ok()) return updated.status();
+    *resp = *std::move(updated);
+    Log(LogLevel::kInfo, "admin", admin, " updated grant ", id, " (", absl::StrJoin(req->update_fields(), ", "), ")");
+    // Narrower or wider, the sessions it covers get their policy now; a new expiry is watched.
+    live_.GrantAdded();
+    return absl::OkStatus();
+  });
+}
+
 grpc::Status AdminServiceImpl::ListGrants(grpc::ServerContext* ctx,
                                                        const pgward::v1::ListGrantsRequest* req,
                                                        pgward::v1::ListGrantsResponse* resp) {
@@ -442,6 +512,7 @@ void AdminServiceImpl::Start(grpc::ServerCompletionQueue* cq, const asio::any_io
   StartMethod(this, &service_, &Service::RequestListConnections, &AdminServiceImpl::ListConnections, cq, executor);
   StartMethod(this, &service_, &Service::RequestDeleteConnection, &AdminServiceImpl::DeleteConnection, cq, executor);
   StartMethod(this, &service_, &Service::RequestCreateGrant, &AdminServiceImpl::CreateGrant, cq, executor);
+  StartMethod(this, &service_, &Service::RequestUpdateGrant, &AdminServiceImpl::UpdateGrant, cq, executor);
   StartMethod(this, &service_, &Service::RequestListGrants, &AdminServiceImpl::ListGrants, cq, executor);
   StartMethod(this, &service_, &Service::RequestDeleteGrant, &AdminServiceImpl::DeleteGrant, cq, executor);
   StartMethod(this, &service_, &Service::RequestRevokePrincipal, &AdminServiceImpl::RevokePrincipal, cq, executor);

@@ -62,6 +62,8 @@ class AdminServiceImpl {
 
   grpc::Status CreateGrant(grpc::ServerContext* ctx, const pgward::v1::CreateGrantRequest* req,
                                         pgward::v1::Grant* resp);
+  grpc::Status UpdateGrant(grpc::ServerContext* ctx, const pgward::v1::UpdateGrantRequest* req,
+                           pgward::v1::Grant* resp);
   grpc::Status ListGrants(grpc::ServerContext* ctx, const pgward::v1::ListGrantsRequest* req,
                                        pgward::v1::ListGrantsResponse* resp);
   grpc::Status DeleteGrant(grpc::ServerContext* ctx, const pgward::v1::DeleteGrantRequest* req,

@@ -99,6 +99,19 @@ std::pair<std::string, std::string> LiveSession::KillReason() {
   return {kill_reason_, kill_message_};
 }
 
+pgward::v1::Policy LiveSession::policy() {
+  absl::MutexLock lock(&mu_);
+  return policy_;
+}
+
+bool LiveSession::ReplacePolicy(const pgward::v1::Policy& next) {
+  absl::MutexLock lock(&mu_);
+  // EffectivePolicy builds policies in one order (classes sorted), so equal bytes mean equal.
+  if (policy_.SerializeAsString() == next.SerializeAsString()) return false;
+  policy_ = next;
+  return true;
+}
+
 pgward::v1::Policy EffectivePolicy(const std::vector<pgward::v1::Grant>& grants) {
   pgward::v1::Policy best;
   std::set<std::string> classes;
@@ -230,6 +243,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
   const std::string session_id = prepared->grant.session_id();
   const std::string application_name = prepared->grant.application_name();  // bounded by Prepare
   const std::string caller_user = prepared->grant.caller_user();
+  const pgward::v1::Policy policy = prepared->grant.policy();
 
   auto executor = co_await asio::this_coro::executor;
   auto bridge = std::make_shared<SessionBridge>(executor);
@@ -280,6 +294,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
       session->admission = *std::move(ticket);
       session->agents = &agents_;
       session->executor = executor;
+      session->ReplacePolicy(policy);
       session->cancel_key = crypto::RandomUint32();
       // The caller's BackendKeyData is ours, never the upstream's: a random, unused pid.
       do {
@@ -325,11 +340,14 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
   if (check_again) {
     // A revocation or grant change came between Prepare's checks and joining live_, so its
     // scan may have missed this session. It is in live_ now, where any later scan finds it.
-    auto end = co_await OnStore([&] { return EndReasonNow(*session, kGrantDeleted); });
+    pgward::v1::Policy now;
+    auto end = co_await OnStore([&] { return EndReasonNow(*session, kGrantDeleted, &now); });
     if (end.has_value()) {
       Log(LogLevel::kInfo, "broker", "ending session ", session_id, " of ", token.principal,
           " at once: authorization changed while it opened (", end->first, ")");
       session->Kill(end->first, end->second);
+    } else {
+      ApplyPolicy(*session, now);
     }
   }
   co_return session;
@@ -409,7 +427,7 @@ absl::Status SessionBroker::KillSession(const std::string& session_id) {
 }
 
 std::optional<std::pair<std::string, std::string>> SessionBroker::EndReasonNow(
-    const LiveSession& session, const std::pair<std::string, std::string>& uncovered) {
+    const LiveSession& session, const std::pair<std::string, std::string>& uncovered, pgward::v1::Policy* policy) {
   auto revoked = store_.FindRevocation(session.issuer, session.principal, session.groups);
   if (revoked.ok() && revoked->has_value()) {
     return std::pair<std::string, std::string>("principal_revoked", RevokedEndMessage(**revoked));
@@ -418,10 +436,26 @@ std::optional<std::pair<std::string, std::string>> SessionBroker::EndReasonNow(
                                   options_.issuerless_grants_issuer);
   // Fail closed: a session whose authorization cannot be confirmed ends too.
   if (!revoked.ok() || !grants.ok() || grants->empty()) return uncovered;
+  if (policy != nullptr) *policy = EffectivePolicy(*grants);
   return std::nullopt;
 }
 
+void SessionBroker::ApplyPolicy(LiveSession& session, const pgward::v1::Policy& policy) {
+  if (!session.ReplacePolicy(policy)) return;
+  pgward::v1::GatewayMessage message;
+  auto* update = message.mutable_update_policy();
+  update->set_session_id(session.session_id);
+  *update->mutable_policy() = policy;
+  const bool sent = agents_.Send(session.agent, std::move(message));
+  Log(LogLevel::kInfo, "broker", "session ", session.session_id, " of ", session.principal, ": policy now ",
+      pgward::v1::Mode_Name(policy.mode()), " (grant ", policy.grant_id(), ")",
+      sent ? ", sent to agent " : ", but its agent is offline: ending it; agent ", session.agent);
+  // An agent that cannot hear of a narrower policy must not go on enforcing the wider one.
+  if (!sent) session.Kill("grant_changed", "pgward: the session ended because its grant changed");
+}
+
 void SessionBroker::RecheckLiveSessions(const std::pair<std::string, std::string>& uncovered) {
+  absl::MutexLock recheck(&recheck_mu_);
   std::vector<std::shared_ptr<LiveSession>> sessions;
   {
     absl::MutexLock lock(&mu_);
@@ -429,8 +463,12 @@ void SessionBroker::RecheckLiveSessions(const std::pair<std::string, std::string
     for (const auto& [id, session] : live_) sessions.push_back(session);
   }
   for (const auto& session : sessions) {
-    auto end = EndReasonNow(*session, uncovered);
-    if (!end.has_value()) continue;
+    pgward::v1::Policy policy;
+    auto end = EndReasonNow(*session, uncovered, &policy);
+    if (!end.has_value()) {
+      ApplyPolicy(*session, policy);
+      continue;
+    }
     Log(LogLevel::kInfo, "broker", "ending session ", session->session_id, " of ", session->principal, ": ",
         end->first == "principal_revoked" ? "its principal is revoked" : "no grant covers it any more", " (",
         end->first, ")");
@@ -460,6 +498,7 @@ void SessionBroker::StopExpiryWatch() {
 SessionBroker::~SessionBroker() { StopExpiryWatch(); }
 
 void SessionBroker::GrantAdded() {
+  RecheckLiveSessions(kGrantDeleted);
   if (!expiry_strand_.has_value()) return;
   asio::post(*expiry_strand_, [this] { expiry_timer_->cancel(); });
 }

@@ -58,6 +58,10 @@ class LiveSession : public std::enable_shared_from_this<LiveSession> {
   void MarkFinished();
   // The kill reason and message, if the session was killed.
   std::pair<std::string, std::string> KillReason();
+  // The effective policy the agent enforces for it (set at open, changed by ReplacePolicy).
+  pgward::v1::Policy policy();
+  // Sets the policy; false if it already was `next` (nothing to tell the agent).
+  bool ReplacePolicy(const pgward::v1::Policy& next);
 
  private:
   void KillOnExecutor(std::string reason, std::string message);
@@ -66,6 +70,7 @@ class LiveSession : public std::enable_shared_from_this<LiveSession> {
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   std::string kill_reason_ ABSL_GUARDED_BY(mu_);
   std::string kill_message_ ABSL_GUARDED_BY(mu_);
+  pgward::v1::Policy policy_ ABSL_GUARDED_BY(mu_);
 };
 
 struct BrokerOptions {
@@ -98,10 +103,13 @@ class SessionBroker : public admin::LiveDirectory {
   bool AgentOnline(const std::string& agent) override;
   uint32_t ActiveSessions(const std::string& agent) override;
   absl::Status KillSession(const std::string& session_id) override;
+  // A grant was deleted or updated: live sessions no grant covers end (57P01, grant_deleted);
+  // those whose effective policy changed get the new one pushed to their agent (UpdatePolicy).
   void GrantsChanged() override;
   // Ends the live sessions the revocation covers (57P01); returns how many.
   uint32_t PrincipalRevoked(const pgward::v1::Revocation& revocation) override;
-  // A grant was created: the expiry watch looks again for the next grant to expire.
+  // A grant was created or its expiry changed: the expiry watch looks again for the next grant
+  // to expire, and live sessions it covers get their (wider) effective policy.
   void GrantAdded() override;
   // Starts the expiry watch (on a strand of the store executor): when a grant's expiry
   // passes, live sessions no grant covers any more end (57P01, end reason grant_expired).
@@ -146,13 +154,18 @@ class SessionBroker : public admin::LiveDirectory {
   absl::StatusOr<PreparedSession> Prepare(const identity::VerifiedToken& token, const std::string& connection,
                                           const CallerInfo& caller);
   // Why a live session must end now that revocations or grants changed: (reason, message for
-  // the caller), or nullopt if it may go on. Uses the store; fails closed (a store error ends
-  // it, since the grant cannot be confirmed).
+  // the caller), or nullopt if it may go on, and then its effective policy now in `*policy`
+  // (if not null). Uses the store; fails closed (a store error ends it, since the grant cannot
+  // be confirmed).
   // `uncovered` is the (reason, message) for a session no grant covers any more.
   std::optional<std::pair<std::string, std::string>> EndReasonNow(const LiveSession& session,
-                                                                  const std::pair<std::string, std::string>& uncovered);
-  // Ends the live sessions that EndReasonNow says must end.
+                                                                  const std::pair<std::string, std::string>& uncovered,
+                                                                  pgward::v1::Policy* policy = nullptr);
+  // Ends the live sessions that EndReasonNow says must end, and sends the others' agents their
+  // new effective policy where it changed (ApplyPolicy).
   void RecheckLiveSessions(const std::pair<std::string, std::string>& uncovered);
+  // Tells the session's agent its new policy, unless it already has it.
+  void ApplyPolicy(LiveSession& session, const pgward::v1::Policy& policy);
   asio::awaitable<void> WatchExpiry();
 
   store::Store& store_;
@@ -161,6 +174,9 @@ class SessionBroker : public admin::LiveDirectory {
   const BrokerOptions options_;
   SessionAdmission admission_;
   absl::Mutex mu_;
+  // One recheck at a time, so the policies sent for one session arrive in the order the store
+  // changed (taken before mu_, never inside it).
+  absl::Mutex recheck_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   // Bumped (under mu_) by every revocation and grant change, before they scan live_. A login
   // whose checks read the store before the change but that joins live_ after the scan sees a
   // different value, and checks again (Open).

@@ -353,6 +353,29 @@ absl::StatusOr<std::vector<pgward::v1::Grant>> Store::ListGrants(const pgward::v
   return ReadGrants(*q);
 }
 
+absl::StatusOr<pgward::v1::Grant> Store::UpdateGrant(
+    const std::string& id, const std::function<absl::Status(pgward::v1::Grant&)>& change) {
+  pgward::v1::Grant g;
+  absl::MutexLock lock(&mu_);
+  absl::Status status = InTransaction(*db_, [&]() -> absl::Status {
+    absl::StatusOr<Statement> read = db_->Prepare(absl::StrCat("SELECT ", kGrantColumns, " FROM grants WHERE id = ?"));
+    if (!read.ok()) return read.status();
+    read->BindText(1, id);
+    absl::StatusOr<std::vector<pgward::v1::Grant>> found = ReadGrants(*read);
+    if (!found.ok()) return found.status();
+    if (found->empty()) return absl::NotFoundError(absl::StrCat("grant ", id, " not found"));
+    g = std::move(found->front());
+    if (absl::Status s = change(g); !s.ok()) return s;
+    absl::StatusOr<Statement> write =
+        db_->Prepare("UPDATE grants SET policy = ?, expires_unix_ms = ? WHERE id = ?");
+    if (!write.ok()) return write.status();
+    write->BindBlob(1, g.policy().SerializeAsString()).BindInt(2, g.expires_unix_ms()).BindText(3, id);
+    return write->Run();
+  });
+  if (!status.ok()) return status;
+  return g;
+}
+
 absl::Status Store::DeleteGrant(const std::string& id) {
   absl::MutexLock lock(&mu_);
   absl::StatusOr<Statement> q = db_->Prepare("DELETE FROM grants WHERE id = ?");

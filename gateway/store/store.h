@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -61,6 +62,11 @@ class Store {
   absl::StatusOr<pgward::v1::Grant> CreateGrant(pgward::v1::Grant g);
   absl::StatusOr<std::vector<pgward::v1::Grant>> ListGrants(const pgward::v1::ListGrantsRequest& filter);
   absl::Status DeleteGrant(const std::string& id);
+  // Reads grant `id`, lets `change` edit it (an error from it aborts the update) and writes back
+  // its policy and expiry, in one transaction. NOT_FOUND if there is no such grant. Returns the
+  // grant as stored.
+  absl::StatusOr<pgward::v1::Grant> UpdateGrant(
+      const std::string& id, const std::function<absl::Status(pgward::v1::Grant&)>& change);
   // Grants on `connection` naming `principal` or one of `groups` of `issuer` (principals and
   // groups are scoped to their issuer, contract section 2) that have not expired at
   // `now_unix_ms`. A grant with no issuer (made before issuers were recorded) belongs to
@@ -95,7 +101,8 @@ class Store {
   // How a session's end is recorded, by the gateway (EndSession) and by the agent's SessionEnded
   // (RecordAgentSessionEnd), in whichever order they arrive:
   //  1. The gateway's own decisions to end a session (IsGatewayDecidedEnd: killed,
-  //     grant_deleted, grant_expired, token_expired, agent_deleted, principal_revoked) are
+  //     grant_deleted, grant_expired, grant_changed, token_expired, agent_deleted,
+  //     principal_revoked) are
   //     final: nothing replaces them.
   //  2. Otherwise the agent's report wins, time and reason: it saw the upstream connection
   //     close (client_terminate, upstream_closed, lexing_setting_changed, ...), while the

@@ -125,6 +125,18 @@ def error_once_ended(conn) -> str:
     raise AssertionError("the session was still usable 5 s later")
 
 
+def ended_message(conn) -> str | None:
+    """One poll for wait_until: the error text once the gateway has ended the session of a
+    psycopg connection, None (after 0.1 s) while it still answers."""
+    import psycopg
+    try:
+        conn.execute("SELECT 1")
+        time.sleep(0.1)
+        return None
+    except psycopg.OperationalError as e:
+        return str(e)
+
+
 def unique(prefix: str) -> str:
     """A name unique within this test run (for tables, agents, connections)."""
     return f"{prefix}{os.getpid()}_{next(_counter)}"

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import jwt_forge as jf
-from pgward_harness import error_once_ended, session_id_of, unique, wait_until
+from pgward_harness import ended_message, error_once_ended, session_id_of, unique, wait_until
 
 
 def _grant_id(grant) -> str:
@@ -146,7 +146,7 @@ def test_a_grant_that_expires_ends_the_sessions_it_alone_allowed(stack):
             assert expiring.execute("SELECT 2").fetchone() == (2,)
             # ...and at the expiry it ends, with the reason (polled every 0.1 s; 2 s of slack for a loaded
             # CI machine).
-            message = wait_until(lambda: _ended_message(expiring), 8, what="the session to end at its grant's expiry")
+            message = wait_until(lambda: ended_message(expiring), 8, what="the session to end at its grant's expiry")
             assert time.monotonic() - created < 6, "the session outlived its grant's expiry by 2 s or more"
             assert "its grant expired" in message, message
             assert other.execute("SELECT 3").fetchone() == (3,)
@@ -157,13 +157,3 @@ def test_a_grant_that_expires_ends_the_sessions_it_alone_allowed(stack):
     finally:
         stack.ctl("grant", "delete", grant_id)
 
-
-def _ended_message(conn) -> str | None:
-    """The error text once the gateway has ended the session, None while it still answers."""
-    import psycopg
-    try:
-        conn.execute("SELECT 1")
-        time.sleep(0.1)
-        return None
-    except psycopg.OperationalError as e:
-        return str(e)

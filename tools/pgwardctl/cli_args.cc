@@ -12,7 +12,8 @@
 namespace pgward::ctl {
 namespace {
 
-constexpr std::array<const char*, 6> kSwitches = {"json", "active", "password-stdin", "allow-monitoring", "help", "h"};
+constexpr std::array<const char*, 7> kSwitches = {"json",          "active", "password-stdin", "allow-monitoring",
+                                                   "no-allow-monitoring", "help", "h"};
 constexpr std::array<const char*, 4> kGlobalFlags = {"gateway", "token-file", "ca-file", "json"};
 
 bool IsSwitch(const std::string& name) {

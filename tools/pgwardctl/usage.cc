@@ -28,6 +28,10 @@ constexpr std::array<std::pair<const char*, const char*>, 6> kNouns = {{
      "            --max-sessions-per-principal)\n"
      "            --allow-monitoring: may read pg_stat_activity, pg_locks, pg_stat_statements and the\n"
      "            like, which show every other session's statements (refused by default)\n"
+     "  pgwardctl grant update ID [--mode M [--classes ...]] [--classes ...] [--expires D|RFC3339|never]\n"
+     "            [--max-sessions N|default] [--allow-monitoring | --no-allow-monitoring]\n"
+     "            only the given ones change; live sessions the grant covers get the new policy at\n"
+     "            once (their next statement is judged by it)\n"
      "  pgwardctl grant list [--principal P] [--group G] [--issuer URL] [--connection C]\n"
      "  pgwardctl grant delete ID\n"},
     {"principal",

@@ -68,6 +68,14 @@ class ScriptedLiveDirectory : public LiveDirectory {
     absl::MutexLock lock(&mu_);
     return revocations_;
   }
+  void GrantAdded() override {
+    absl::MutexLock lock(&mu_);
+    ++grants_added_;
+  }
+  int GrantsAdded() {
+    absl::MutexLock lock(&mu_);
+    return grants_added_;
+  }
   std::set<std::string> DeletedAgents() {
     absl::MutexLock lock(&mu_);
     return deleted_agents_;
@@ -81,6 +89,7 @@ class ScriptedLiveDirectory : public LiveDirectory {
   std::set<std::string> deleted_agents_ ABSL_GUARDED_BY(mu_);
   std::vector<pgward::v1::Revocation> revocations_ ABSL_GUARDED_BY(mu_);
   uint32_t sessions_to_end_ ABSL_GUARDED_BY(mu_) = 0;
+  int grants_added_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 class AdminHarness {

@@ -300,6 +300,86 @@ TEST_CASE("grants are created by the calling admin, filtered and deleted", "[adm
   CHECK(h.stub().DeleteGrant(AdminHarness::Context().get(), del, &ignored).error_code() == grpc::StatusCode::NOT_FOUND);
 }
 
+TEST_CASE("grant updates change only the named policy fields, are validated and reach live sessions",
+          "[admin][grants]") {
+  AdminHarness h;
+  CreateAgent(h, "edge-1");
+  v1::Connection conn;
+  REQUIRE(h.stub().CreateConnection(AdminHarness::Context().get(), ConnectionRequest(), &conn).ok());
+  v1::CreateGrantRequest create = GrantRequest("bot");
+  create.mutable_grant()->mutable_policy()->mutable_limits()->set_max_sessions(4);
+  v1::Grant g;
+  REQUIRE(h.stub().CreateGrant(AdminHarness::Context().get(), create, &g).ok());
+  const int added_by_create = h.live().GrantsAdded();
+
+  auto update = [&](std::initializer_list<const char*> fields, auto edit) {
+    v1::UpdateGrantRequest req;
+    req.mutable_grant()->set_id(g.id());
+    for (const char* f : fields) req.add_update_fields(f);
+    edit(*req.mutable_grant());
+    v1::Grant out;
+    grpc::Status status = h.stub().UpdateGrant(AdminHarness::Context().get(), req, &out);
+    return std::make_pair(status, out);
+  };
+
+  // Narrowing to classes: mode and classes change, max_sessions stays, and the live side is told.
+  auto [ok, updated] = update({"mode", "statement_classes"}, [](v1::Grant& c) {
+    c.mutable_policy()->set_mode(v1::MODE_STATEMENT_CLASSES);
+    c.mutable_policy()->add_statement_classes("read");
+    c.set_principal("someone-else");  // not listed: ignored
+  });
+  REQUIRE(ok.ok());
+  CHECK(updated.policy().mode() == v1::MODE_STATEMENT_CLASSES);
+  CHECK(updated.policy().statement_classes_size() == 1);
+  CHECK(updated.policy().limits().max_sessions() == 4);
+  CHECK(updated.principal() == "bot");
+  CHECK(h.live().GrantsAdded() == added_by_create + 1);
+
+  // Back to read-only drops the class list.
+  auto [ro, read_only] = update({"mode"}, [](v1::Grant& c) { c.mutable_policy()->set_mode(v1::MODE_READ_ONLY); });
+  REQUIRE(ro.ok());
+  CHECK(read_only.policy().statement_classes_size() == 0);
+
+  // Refused, and the stored grant unchanged: who/where fields, nothing, bad classes, classes
+  // without a list, a past expiry, an unknown grant.
+  const int before = h.live().GrantsAdded();
+  CHECK(update({"principal"}, [](v1::Grant&) {}).first.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(update({}, [](v1::Grant&) {}).first.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(update({"mode", "statement_classes"}, [](v1::Grant& c) {
+          c.mutable_policy()->set_mode(v1::MODE_STATEMENT_CLASSES);
+          c.mutable_policy()->add_statement_classes("teleport");
+        }).first.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(update({"mode"}, [](v1::Grant& c) { c.mutable_policy()->set_mode(v1::MODE_STATEMENT_CLASSES); })
+            .first.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+  CHECK(update({"expires_unix_ms"}, [](v1::Grant& c) { c.set_expires_unix_ms(1000); }).first.error_code() ==
+        grpc::StatusCode::INVALID_ARGUMENT);
+  v1::UpdateGrantRequest unknown;
+  unknown.mutable_grant()->set_id("g_nope");
+  unknown.add_update_fields("mode");
+  unknown.mutable_grant()->mutable_policy()->set_mode(v1::MODE_READ_WRITE);
+  v1::Grant ignored;
+  CHECK(h.stub().UpdateGrant(AdminHarness::Context().get(), unknown, &ignored).error_code() ==
+        grpc::StatusCode::NOT_FOUND);
+  CHECK(h.live().GrantsAdded() == before);
+  v1::ListGrantsResponse list;
+  REQUIRE(h.stub().ListGrants(AdminHarness::Context().get(), {}, &list).ok());
+  REQUIRE(list.grants_size() == 1);
+  CHECK(list.grants(0).policy().mode() == v1::MODE_READ_ONLY);
+  CHECK(list.grants(0).principal() == "bot");
+  CHECK(list.grants(0).expires_unix_ms() == 0);
+
+  // Expiry, max sessions and monitoring.
+  const int64_t in_an_hour = absl::ToUnixMillis(absl::Now()) + 3'600'000;
+  auto [later, extended] = update({"expires_unix_ms", "max_sessions", "allow_monitoring"}, [&](v1::Grant& c) {
+    c.set_expires_unix_ms(in_an_hour);
+    c.mutable_policy()->set_allow_monitoring(true);
+  });
+  REQUIRE(later.ok());
+  CHECK(extended.expires_unix_ms() == in_an_hour);
+  CHECK(extended.policy().limits().max_sessions() == 0);
+  CHECK(extended.policy().allow_monitoring());
+}
+
 TEST_CASE("sessions are listed, killed, and ended when their connection is deleted", "[admin][sessions]") {
   AdminHarness h;
   CreateAgent(h, "edge-1");

@@ -254,6 +254,46 @@ TEST_CASE("NextGrantExpiry is the earliest expiry still ahead", "[store][grants]
   CHECK_FALSE(store->NextGrantExpiry(now + 700)->has_value());
 }
 
+TEST_CASE("UpdateGrant writes policy and expiry back in one step, or nothing", "[store][grants]") {
+  auto store = OpenOrDie(":memory:");
+  REQUIRE(store->CreateAgent("edge", "h").ok());
+  REQUIRE(store->CreateConnection(MakeConnection("app", "edge"), "").ok());
+  auto created = store->CreateGrant(PrincipalGrant("bot", "app"));
+  REQUIRE(created.ok());
+  auto updated = store->UpdateGrant(created->id(), [](pgward::v1::Grant& g) {
+    CHECK(g.principal() == "bot");  // the stored row is what the change sees
+    g.mutable_policy()->set_mode(pgward::v1::MODE_READ_WRITE);
+    g.set_expires_unix_ms(5'000);
+    g.set_principal("not-written");  // only policy and expiry are written
+    return absl::OkStatus();
+  });
+  REQUIRE(updated.ok());
+  auto found = store->FindGrants("https://idp.example", "bot", {}, "app", 1'000, "https://idp.example");
+  REQUIRE(found.ok());
+  REQUIRE(found->size() == 1);
+  CHECK((*found)[0].policy().mode() == pgward::v1::MODE_READ_WRITE);
+  CHECK((*found)[0].expires_unix_ms() == 5'000);
+  CHECK(store->NextGrantExpiry(1'000)->value() == 5'000);
+
+  // A change that fails writes nothing.
+  auto refused = store->UpdateGrant(created->id(), [](pgward::v1::Grant& g) {
+    g.mutable_policy()->set_mode(pgward::v1::MODE_READ_ONLY);
+    return absl::InvalidArgumentError("no");
+  });
+  CHECK(refused.status().code() == absl::StatusCode::kInvalidArgument);
+  found = store->FindGrants("https://idp.example", "bot", {}, "app", 1'000, "https://idp.example");
+  REQUIRE(found.ok());
+  CHECK((*found)[0].policy().mode() == pgward::v1::MODE_READ_WRITE);
+
+  bool called = false;
+  auto missing = store->UpdateGrant("g_nope", [&](pgward::v1::Grant&) {
+    called = true;
+    return absl::OkStatus();
+  });
+  CHECK(missing.status().code() == absl::StatusCode::kNotFound);
+  CHECK_FALSE(called);
+}
+
 TEST_CASE("FindGrants matches principal, group, issuer and expiry", "[store][grants]") {
   auto store = OpenOrDie(":memory:");
   REQUIRE(store->CreateAgent("edge", "h").ok());
