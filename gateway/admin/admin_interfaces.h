@@ -39,6 +39,10 @@ class LiveDirectory {
   }
   // An agent was deleted: its streams close at once and its live sessions end (57P01).
   virtual void AgentDeleted(const std::string& agent) { (void)agent; }
+  // An agent's token was rotated: if it is connected with a token the store no longer accepts
+  // (a rotation without grace), its streams close and its live sessions end (57P01); the end of
+  // a grace period is watched.
+  virtual void AgentTokenRotated(const std::string& agent) { (void)agent; }
 };
 
 }  // namespace pgward::admin

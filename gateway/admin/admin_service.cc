@@ -134,6 +134,28 @@ grpc::Status AdminServiceImpl::DeleteAgent(grpc::ServerContext* ctx,
   });
 }
 
+grpc::Status AdminServiceImpl::RotateAgent(grpc::ServerContext* ctx, const pgward::v1::RotateAgentRequest* req,
+                                           pgward::v1::RotateAgentResponse* resp) {
+  return Serve(ctx, "RotateAgent", [&](const std::string& admin) -> absl::Status {
+    if (absl::Status s = ValidateName("agent", req->name()); !s.ok()) return s;
+    constexpr int64_t kMaxGraceMs = 7LL * 24 * 3600 * 1000;
+    if (req->grace_ms() < 0 || req->grace_ms() > kMaxGraceMs) {
+      return absl::InvalidArgumentError("grace must be from 0 to 7 days");
+    }
+    std::string token = crypto::RandomToken();
+    const int64_t now = NowUnixMs();
+    absl::StatusOr<store::AgentCredentials> stored =
+        store_.RotateAgentToken(req->name(), crypto::HashToken(token), req->grace_ms(), now);
+    if (!stored.ok()) return stored.status();
+    resp->set_token(std::move(token));
+    resp->set_old_token_expires_unix_ms(req->grace_ms() > 0 ? stored->previous_expires_unix_ms : now);
+    Log(LogLevel::kInfo, "admin", admin, " rotated the token of agent ", req->name(), "; the old one ",
+        req->grace_ms() > 0 ? absl::StrCat("works for ", req->grace_ms() / 1000, " s more") : "stopped at once");
+    live_.AgentTokenRotated(req->name());
+    return absl::OkStatus();
+  });
+}
+
 // --- connections
 
 grpc::Status AdminServiceImpl::CreateConnection(grpc::ServerContext* ctx,
@@ -507,6 +529,7 @@ void AdminServiceImpl::Start(grpc::ServerCompletionQueue* cq, const asio::any_io
   StartMethod(this, &service_, &Service::RequestCreateAgent, &AdminServiceImpl::CreateAgent, cq, executor);
   StartMethod(this, &service_, &Service::RequestListAgents, &AdminServiceImpl::ListAgents, cq, executor);
   StartMethod(this, &service_, &Service::RequestDeleteAgent, &AdminServiceImpl::DeleteAgent, cq, executor);
+  StartMethod(this, &service_, &Service::RequestRotateAgent, &AdminServiceImpl::RotateAgent, cq, executor);
   StartMethod(this, &service_, &Service::RequestCreateConnection, &AdminServiceImpl::CreateConnection, cq, executor);
   StartMethod(this, &service_, &Service::RequestUpdateConnection, &AdminServiceImpl::UpdateConnection, cq, executor);
   StartMethod(this, &service_, &Service::RequestListConnections, &AdminServiceImpl::ListConnections, cq, executor);

@@ -47,6 +47,8 @@ class AdminServiceImpl {
   grpc::Status DeleteAgent(grpc::ServerContext* ctx, const pgward::v1::DeleteAgentRequest* req,
                                         pgward::v1::DeleteAgentResponse* resp);
 
+  grpc::Status RotateAgent(grpc::ServerContext* ctx, const pgward::v1::RotateAgentRequest* req,
+                           pgward::v1::RotateAgentResponse* resp);
   grpc::Status CreateConnection(grpc::ServerContext* ctx,
                                              const pgward::v1::CreateConnectionRequest* req,
                                              pgward::v1::Connection* resp);

@@ -1,12 +1,22 @@
 // The registry of connected agents: see agent_registry.h.
 #include "gateway/broker/agent_registry.h"
 
+#include <chrono>
+
 #include "absl/strings/str_cat.h"
 #include "common/crypto/token_hash.h"
 #include "common/util/log.h"
 #include "gateway/broker/control_stream.h"
 
 namespace pgward::gateway {
+namespace {
+
+int64_t NowUnixMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
 
 absl::Status AgentRegistry::Register(ControlStream* stream) {
   // The older stream is ended under the lock: its OnDone must Unregister (and wait for this
@@ -57,18 +67,37 @@ bool AgentRegistry::Send(const std::string& agent, pgward::v1::GatewayMessage me
   return it->second->Send(std::move(message));
 }
 
-bool AgentRegistry::SendGrant(const std::string& agent, const std::string& credential,
+bool AgentRegistry::SendGrant(const std::string& agent, const store::AgentCredentials& credentials,
                               pgward::v1::GatewayMessage message) {
   absl::MutexLock lock(&mu_);
   auto it = streams_.find(agent);
   if (it == streams_.end()) return false;
-  if (!crypto::ConstantTimeEquals(it->second->credential(), credential)) {
+  if (!credentials.Accepts(it->second->credential(), NowUnixMillis())) {
     Log(LogLevel::kWarn, "agents", "agent ", agent, " from ", it->second->peer(),
         " holds a token that is no longer the agent's; ending its stream instead of sending it a grant");
     it->second->End(grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "this agent's token is no longer valid"));
     return false;
   }
   return it->second->Send(std::move(message));
+}
+
+bool AgentRegistry::EndIfRotatedOut(const std::string& agent, const store::AgentCredentials& credentials) {
+  absl::MutexLock lock(&mu_);
+  auto it = streams_.find(agent);
+  if (it == streams_.end() || credentials.Accepts(it->second->credential(), NowUnixMillis())) return false;
+  Log(LogLevel::kWarn, "agents", "agent ", agent, " from ", it->second->peer(),
+      " still uses the token it had before its rotation, whose grace period is over; ending its stream");
+  it->second->End(grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                               "this agent's token was rotated and its grace period is over; restart the agent "
+                               "with the new token"));
+  return true;
+}
+
+std::vector<std::string> AgentRegistry::OnlineAgents() {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> names;
+  for (const auto& [name, stream] : streams_) names.push_back(name);
+  return names;
 }
 
 void AgentRegistry::End(const std::string& agent, grpc::Status status) {

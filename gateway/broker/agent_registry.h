@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -9,6 +10,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "gateway/store/store.h"
 #include "pgward/v1/agent.pb.h"
 
 namespace pgward::gateway {
@@ -29,9 +31,15 @@ class AgentRegistry {
   // False when the agent is offline or its stream refused the message.
   bool Send(const std::string& agent, pgward::v1::GatewayMessage message);
   // Like Send, for messages that carry secrets (session grants): only to a stream that
-  // authenticated with `credential`, the agent's current token hash. A stream holding an
-  // older credential (its agent was deleted, maybe re-created) is ended instead.
-  bool SendGrant(const std::string& agent, const std::string& credential, pgward::v1::GatewayMessage message);
+  // authenticated with a token `credentials` accept now. A stream holding another (its agent
+  // was deleted and maybe re-created, or its token rotated out) is ended instead.
+  bool SendGrant(const std::string& agent, const store::AgentCredentials& credentials,
+                 pgward::v1::GatewayMessage message);
+  // Ends the agent's stream if it authenticated with a token `credentials` no longer accept
+  // (a rotation's grace period ended, or a rotation without one). True if it ended one.
+  bool EndIfRotatedOut(const std::string& agent, const store::AgentCredentials& credentials);
+  // The agents connected now.
+  std::vector<std::string> OnlineAgents();
   // Ends the agent's current stream.
   void End(const std::string& agent, grpc::Status status);
 

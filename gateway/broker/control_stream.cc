@@ -149,12 +149,13 @@ bool ControlStream::OnHello(const pgward::v1::Hello& hello) {
 }
 
 bool ControlStream::CredentialCurrent() {
-  absl::StatusOr<std::string> current = store_.AgentTokenHash(agent_);
+  absl::StatusOr<store::AgentCredentials> current = store_.GetAgentCredentials(agent_);
   // A store error is not proof of anything: keep the stream, the next heartbeat checks again.
   if (!current.ok() && !absl::IsNotFound(current.status())) return true;
-  if (current.ok() && crypto::ConstantTimeEquals(*current, credential_)) return true;
+  if (current.ok() && current->Accepts(credential_, NowMillis())) return true;
   Log(LogLevel::kWarn, "agents", "agent ", agent_, " from ", peer_,
-      " presented a token that is no longer the agent's (deleted or re-created); ending its stream");
+      " presented a token that is no longer the agent's (deleted, re-created, or rotated and past its grace "
+      "period); ending its stream");
   return false;
 }
 

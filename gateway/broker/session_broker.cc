@@ -179,7 +179,7 @@ absl::StatusOr<SessionBroker::PreparedSession> SessionBroker::Prepare(const iden
     return absl::UnavailableError(absl::StrCat("the agent \"", connection->agent(), "\" serving connection \"",
                                                connection_name, "\" is offline; try again later"));
   }
-  auto credential = store_.AgentTokenHash(connection->agent());
+  auto credential = store_.GetAgentCredentials(connection->agent());
   if (!credential.ok()) return absl::UnavailableError("the gateway store is unavailable");
   PreparedSession prepared;
   prepared.agent = connection->agent();
@@ -499,31 +499,76 @@ SessionBroker::~SessionBroker() { StopExpiryWatch(); }
 
 void SessionBroker::GrantAdded() {
   RecheckLiveSessions(kGrantDeleted);
+  WakeExpiryWatch();
+}
+
+void SessionBroker::WakeExpiryWatch() {
   if (!expiry_strand_.has_value()) return;
   asio::post(*expiry_strand_, [this] { expiry_timer_->cancel(); });
 }
 
 asio::awaitable<void> SessionBroker::WatchExpiry() {
-  // Without a grant to wait for, it still looks once a minute: a grant created by another
-  // gateway process sharing the store (designed, not built) would not call GrantAdded.
+  // Without anything to wait for, it still looks once a minute: a grant created by another
+  // gateway process sharing the store (designed, not built) would not wake it.
   constexpr std::chrono::milliseconds kLongestWait{60000};
-  std::optional<int64_t> due;  // the expiry it waits for
+  std::optional<int64_t> grant_due;  // the grant expiry it waits for
+  std::optional<int64_t> token_due;  // the end of a rotated agent token's grace period
   while (!expiry_stop_) {
     const int64_t now = NowMillis();
-    if (due.has_value() && *due <= now) {
+    if (grant_due.has_value() && *grant_due <= now) {
       RecheckLiveSessions(kGrantExpired);
-      due.reset();
+      grant_due.reset();
     }
-    auto next = store_.NextGrantExpiry(now);
-    if (!next.ok()) Log(LogLevel::kError, "broker", "reading grant expiries: ", next.status().message());
+    if (token_due.has_value() && *token_due <= now) {
+      CheckAgentTokens(agents_.OnlineAgents());
+      token_due.reset();
+    }
     std::chrono::milliseconds wait = kLongestWait;
-    if (next.ok() && next->has_value()) {
-      due = **next;
-      wait = std::min(wait, std::chrono::milliseconds(*due - now));
+    auto next_grant = store_.NextGrantExpiry(now);
+    if (!next_grant.ok()) Log(LogLevel::kError, "broker", "reading grant expiries: ", next_grant.status().message());
+    if (next_grant.ok() && next_grant->has_value()) {
+      grant_due = **next_grant;
+      wait = std::min(wait, std::chrono::milliseconds(*grant_due - now));
+    }
+    auto next_token = store_.NextAgentTokenExpiry(now);
+    if (!next_token.ok()) {
+      Log(LogLevel::kError, "broker", "reading agent token expiries: ", next_token.status().message());
+    }
+    if (next_token.ok() && next_token->has_value()) {
+      token_due = **next_token;
+      wait = std::min(wait, std::chrono::milliseconds(*token_due - now));
     }
     expiry_timer_->expires_after(wait);
-    // Cancelled by GrantAdded: look again.
+    // Cancelled by WakeExpiryWatch: look again.
     co_await expiry_timer_->async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+  }
+}
+
+void SessionBroker::AgentTokenRotated(const std::string& agent) {
+  CheckAgentTokens({agent});
+  WakeExpiryWatch();
+}
+
+void SessionBroker::CheckAgentTokens(const std::vector<std::string>& agents) {
+  for (const std::string& agent : agents) {
+    auto credentials = store_.GetAgentCredentials(agent);
+    // Deleted meanwhile: AgentDeleted ends it. A store error proves nothing: the heartbeat's
+    // check (ControlStream::CredentialCurrent) looks again.
+    if (!credentials.ok()) continue;
+    if (!agents_.EndIfRotatedOut(agent, *credentials)) continue;
+    std::vector<std::shared_ptr<LiveSession>> sessions;
+    {
+      absl::MutexLock lock(&mu_);
+      for (const auto& [id, session] : live_) {
+        if (session->agent == agent) sessions.push_back(session);
+      }
+    }
+    for (const auto& session : sessions) {
+      Log(LogLevel::kInfo, "broker", "ending session ", session->session_id, " of ", session->principal,
+          ": its agent ", agent, " was disconnected (its token was rotated out)");
+      session->Kill("agent_token_rotated",
+                    "pgward: the session ended because its agent's token was rotated by an administrator");
+    }
   }
 }
 

@@ -112,7 +112,8 @@ class SessionBroker : public admin::LiveDirectory {
   // to expire, and live sessions it covers get their (wider) effective policy.
   void GrantAdded() override;
   // Starts the expiry watch (on a strand of the store executor): when a grant's expiry
-  // passes, live sessions no grant covers any more end (57P01, end reason grant_expired).
+  // passes, live sessions no grant covers any more end (57P01, end reason grant_expired); when
+  // a rotated agent token's grace period ends, an agent still using it is disconnected.
   // Call once.
   void StartExpiryWatch();
   // Ends the expiry watch and waits until it has; idempotent. Call it while the store executor
@@ -121,6 +122,9 @@ class SessionBroker : public admin::LiveDirectory {
   ~SessionBroker() override;
   // Ends the agent's control stream and its live sessions (57P01) and fails its pending ones.
   void AgentDeleted(const std::string& agent) override;
+  // Disconnects the agent if it uses a token rotated out (57P01 for its live sessions, end
+  // reason agent_token_rotated), and has the expiry watch wait for a grace period's end.
+  void AgentTokenRotated(const std::string& agent) override;
   // The agent's control stream ended and none replaced it. A grant sent on it may never have
   // arrived, and nothing else would tell the caller waiting for it, so the agent's pending
   // opens fail now (08006) rather than at the open timeout. Its live sessions go on: each runs
@@ -141,7 +145,7 @@ class SessionBroker : public admin::LiveDirectory {
   struct PreparedSession {
     pgward::v1::SessionGrant grant;
     std::string agent;
-    std::string agent_credential;  // the agent's current token hash (AgentRegistry::SendGrant)
+    store::AgentCredentials agent_credential;  // the agent's token hashes (AgentRegistry::SendGrant)
     PrincipalCap principal_cap;
   };
   // Runs `work` (a store access) on the store executor and resumes with its result.
@@ -167,6 +171,10 @@ class SessionBroker : public admin::LiveDirectory {
   // Tells the session's agent its new policy, unless it already has it.
   void ApplyPolicy(LiveSession& session, const pgward::v1::Policy& policy);
   asio::awaitable<void> WatchExpiry();
+  void WakeExpiryWatch();
+  // Disconnects those of `agents` that are connected with a token the store no longer accepts,
+  // and ends their live sessions.
+  void CheckAgentTokens(const std::vector<std::string>& agents);
 
   store::Store& store_;
   const crypto::SecretBox& secrets_;

@@ -110,10 +110,18 @@ CREATE TABLE revocations (
 );
 )sql";
 
+// Version 4: agent token rotation. The token an agent had before its last rotation keeps
+// working until previous_token_expires_unix_ms (0: not at all).
+constexpr char kV4[] = R"sql(
+ALTER TABLE agents ADD COLUMN previous_token_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN previous_token_expires_unix_ms INTEGER NOT NULL DEFAULT 0;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "agents, connections, grants", kV1},
     {2, "sessions and statement audit", kV2},
     {3, "revoked principals and groups", kV3},
+    {4, "agent token rotation", kV4},
 };
 
 }  // namespace

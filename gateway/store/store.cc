@@ -68,6 +68,17 @@ absl::StatusOr<std::vector<pgward::v1::Grant>> ReadGrants(Statement& stmt) {
   }
 }
 
+// Runs `min_query` (a SELECT MIN(...) with one parameter, `after`): the earliest time it finds.
+absl::StatusOr<std::optional<int64_t>> FirstTimeAfter(SqliteDb& db, const char* min_query, int64_t after) {
+  absl::StatusOr<Statement> q = db.Prepare(min_query);
+  if (!q.ok()) return q.status();
+  q->BindInt(1, after);
+  absl::StatusOr<bool> row = q->Step();
+  if (!row.ok()) return row.status();
+  if (!*row || q->IsNull(0)) return std::optional<int64_t>();
+  return std::optional<int64_t>(q->Int(0));
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& path) {
@@ -158,22 +169,22 @@ absl::Status Store::DeleteAgent(const std::string& name) {
   });
 }
 
+bool AgentCredentials::Accepts(std::string_view hash, int64_t now_unix_ms) const {
+  // Both compared every time, so the timing says nothing about which one matched.
+  const bool current_match = !current.empty() && crypto::ConstantTimeEquals(hash, current);
+  const bool previous_match = !previous.empty() && crypto::ConstantTimeEquals(hash, previous);
+  return current_match || (previous_match && now_unix_ms < previous_expires_unix_ms);
+}
+
 absl::Status Store::AuthenticateAgent(const std::string& name, std::string_view token) {
   const std::string presented = crypto::HashToken(token);
-  std::string stored;
-  {
-    absl::MutexLock lock(&mu_);
-    absl::StatusOr<Statement> q = db_->Prepare("SELECT token_hash FROM agents WHERE name = ?");
-    if (!q.ok()) return q.status();
-    q->BindText(1, name);
-    absl::StatusOr<bool> row = q->Step();
-    if (!row.ok()) return row.status();
-    if (*row) stored = q->Text(0);
-  }
+  absl::StatusOr<AgentCredentials> stored = GetAgentCredentials(name);
+  if (!stored.ok() && !absl::IsNotFound(stored.status())) return stored.status();
   // Compare even for an unknown name so neither the message nor the timing tells a caller
   // which agent names exist.
-  const bool match = crypto::ConstantTimeEquals(presented, stored.empty() ? crypto::HashToken("") : stored);
-  if (stored.empty() || !match) return absl::UnauthenticatedError("agent authentication failed");
+  AgentCredentials unknown{crypto::HashToken(""), crypto::HashToken(""), 0};
+  const bool match = (stored.ok() ? *stored : unknown).Accepts(presented, NowUnixMs());
+  if (!stored.ok() || !match) return absl::UnauthenticatedError("agent authentication failed");
   return absl::OkStatus();
 }
 
@@ -189,15 +200,40 @@ absl::Status Store::TouchAgent(const std::string& name, int64_t seen_unix_ms, co
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> Store::AgentTokenHash(const std::string& name) {
+absl::StatusOr<AgentCredentials> Store::GetAgentCredentials(const std::string& name) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Statement> q = db_->Prepare("SELECT token_hash FROM agents WHERE name = ?");
+  absl::StatusOr<Statement> q = db_->Prepare(
+      "SELECT token_hash, previous_token_hash, previous_token_expires_unix_ms FROM agents WHERE name = ?");
   if (!q.ok()) return q.status();
   q->BindText(1, name);
   absl::StatusOr<bool> row = q->Step();
   if (!row.ok()) return row.status();
   if (!*row) return absl::NotFoundError(absl::StrCat("agent ", name, " not found"));
-  return q->Text(0);
+  return AgentCredentials{q->Text(0), q->Text(1), q->Int(2)};
+}
+
+absl::StatusOr<AgentCredentials> Store::RotateAgentToken(const std::string& name, const std::string& new_token_hash,
+                                                         int64_t grace_ms, int64_t now_unix_ms) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> q = db_->Prepare(
+      "UPDATE agents SET previous_token_hash = CASE WHEN ?2 > 0 THEN token_hash ELSE '' END,"
+      " previous_token_expires_unix_ms = CASE WHEN ?2 > 0 THEN ?3 + ?2 ELSE 0 END, token_hash = ?4"
+      " WHERE name = ?1 RETURNING token_hash, previous_token_hash, previous_token_expires_unix_ms");
+  if (!q.ok()) return q.status();
+  q->BindText(1, name).BindInt(2, grace_ms).BindInt(3, now_unix_ms).BindText(4, new_token_hash);
+  absl::StatusOr<bool> row = q->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return absl::NotFoundError(absl::StrCat("agent ", name, " not found"));
+  AgentCredentials stored{q->Text(0), q->Text(1), q->Int(2)};
+  if (absl::StatusOr<bool> end = q->Step(); !end.ok()) return end.status();
+  return stored;
+}
+
+absl::StatusOr<std::optional<int64_t>> Store::NextAgentTokenExpiry(int64_t now_unix_ms) {
+  absl::MutexLock lock(&mu_);
+  return FirstTimeAfter(*db_,
+                        "SELECT MIN(previous_token_expires_unix_ms) FROM agents WHERE previous_token_expires_unix_ms > ?",
+                        now_unix_ms);
 }
 
 // --- connections
@@ -421,13 +457,7 @@ absl::StatusOr<std::vector<pgward::v1::Grant>> Store::FindGrants(const std::stri
 
 absl::StatusOr<std::optional<int64_t>> Store::NextGrantExpiry(int64_t now_unix_ms) {
   absl::MutexLock lock(&mu_);
-  absl::StatusOr<Statement> q = db_->Prepare("SELECT MIN(expires_unix_ms) FROM grants WHERE expires_unix_ms > ?");
-  if (!q.ok()) return q.status();
-  q->BindInt(1, now_unix_ms);
-  absl::StatusOr<bool> row = q->Step();
-  if (!row.ok()) return row.status();
-  if (!*row || q->IsNull(0)) return std::optional<int64_t>();
-  return std::optional<int64_t>(q->Int(0));
+  return FirstTimeAfter(*db_, "SELECT MIN(expires_unix_ms) FROM grants WHERE expires_unix_ms > ?", now_unix_ms);
 }
 
 absl::StatusOr<int64_t> Store::CountIssuerlessGrants() {

@@ -22,6 +22,17 @@
 
 namespace pgward::store {
 
+// The token hashes an agent may use: its current one, and during a rotation's grace period
+// the one before.
+struct AgentCredentials {
+  std::string current;
+  std::string previous;
+  int64_t previous_expires_unix_ms = 0;
+  // True if `hash` is the current token's, or the previous one's before its grace ends.
+  // Constant time in the hash.
+  bool Accepts(std::string_view hash, int64_t now_unix_ms) const;
+};
+
 class Store {
  public:
   // Opens or creates the database at `path` (":memory:" for tests) and migrates it to the
@@ -35,14 +46,23 @@ class Store {
   absl::StatusOr<std::vector<pgward::v1::Agent>> ListAgents();
   // NOT_FOUND; FAILED_PRECONDITION while connections still use the agent.
   absl::Status DeleteAgent(const std::string& name);
-  // UNAUTHENTICATED with the same message whether the name is unknown or the token wrong.
+  // UNAUTHENTICATED with the same message whether the name is unknown or the token wrong (or
+  // rotated out and past its grace period).
   absl::Status AuthenticateAgent(const std::string& name, std::string_view token);
   // NOT_FOUND if the agent does not exist (any more).
   absl::Status TouchAgent(const std::string& name, int64_t seen_unix_ms, const std::string& version,
                           const std::string& peer);
-  // The stored token hash (crypto::HashToken) of an agent; NOT_FOUND if it does not exist. A
-  // stream authenticated with another hash belongs to a deleted (or re-created) agent.
-  absl::StatusOr<std::string> AgentTokenHash(const std::string& name);
+  // The token hashes (crypto::HashToken) an agent may authenticate with; NOT_FOUND if it does
+  // not exist. A stream authenticated with a hash they do not accept belongs to a deleted (or
+  // re-created) agent, or holds a token rotated out (RotateAgentToken).
+  absl::StatusOr<AgentCredentials> GetAgentCredentials(const std::string& name);
+  // Makes `new_token_hash` the agent's token. The current one keeps working until
+  // `now_unix_ms + grace_ms` (grace 0: it stops at once); a token from an earlier rotation
+  // stops at once. NOT_FOUND if there is no such agent. Returns the credentials now stored.
+  absl::StatusOr<AgentCredentials> RotateAgentToken(const std::string& name, const std::string& new_token_hash,
+                                                    int64_t grace_ms, int64_t now_unix_ms);
+  // The earliest end of a rotated-out token's grace period after `now_unix_ms`, if any.
+  absl::StatusOr<std::optional<int64_t>> NextAgentTokenExpiry(int64_t now_unix_ms);
 
   // --- connections. `sealed_password` is the SecretBox output for password_ref "gateway:",
   // empty otherwise. NOT_FOUND if the agent does not exist; ALREADY_EXISTS on a taken name.
@@ -102,7 +122,7 @@ class Store {
   // (RecordAgentSessionEnd), in whichever order they arrive:
   //  1. The gateway's own decisions to end a session (IsGatewayDecidedEnd: killed,
   //     grant_deleted, grant_expired, grant_changed, token_expired, agent_deleted,
-  //     principal_revoked) are
+  //     agent_token_rotated, principal_revoked) are
   //     final: nothing replaces them.
   //  2. Otherwise the agent's report wins, time and reason: it saw the upstream connection
   //     close (client_terminate, upstream_closed, lexing_setting_changed, ...), while the

@@ -1,4 +1,4 @@
-// pgwardctl agent create|list|delete.
+// pgwardctl agent create|list|rotate|delete.
 #include "absl/strings/str_cat.h"
 #include "tools/pgwardctl/commands.h"
 #include "tools/pgwardctl/output.h"
@@ -57,6 +57,41 @@ CommandResult List(CommandContext& ctx) {
   return CommandResult::Ok();
 }
 
+CommandResult Rotate(CommandContext& ctx) {
+  if (absl::Status s = ctx.ExpectOperands(1, "agent NAME"); !s.ok()) return CommandResult::Usage(std::string(s.message()));
+  v1::RotateAgentRequest req;
+  req.set_name(ctx.Operand(0));
+  const std::string grace = ctx.args().Get("grace").value_or("10m");
+  if (grace == "0") {
+    req.set_grace_ms(0);
+  } else {
+    absl::StatusOr<int64_t> ms = ParseDurationMs(grace);
+    if (!ms.ok()) return CommandResult::Usage(absl::StrCat("--grace: ", ms.status().message(), ", or 0"));
+    req.set_grace_ms(*ms);
+  }
+  absl::StatusOr<AdminClient*> client = ctx.Client();
+  if (!client.ok()) return CommandResult::FromStatus(client.status());
+  v1::RotateAgentResponse resp;
+  if (absl::Status s = (*client)->Call(&v1::AdminService::Stub::RotateAgent, req, &resp); !s.ok()) {
+    return CommandResult::FromStatus(s);
+  }
+  // Like create: the new token is shown once.
+  if (ctx.json()) {
+    nlohmann::ordered_json j;
+    j["name"] = req.name();
+    j["token"] = resp.token();
+    j["old_token_expires"] = FormatTimeMs(resp.old_token_expires_unix_ms());
+    PrintJson(ctx.out(), j);
+  } else {
+    ctx.out() << "rotated the token of agent " << req.name() << "; the old token "
+              << (req.grace_ms() == 0 ? std::string("stopped working now")
+                                      : "works until " + FormatTimeMs(resp.old_token_expires_unix_ms()))
+              << "\nnew token (shown once; put it in the agent's --token-file and restart the agent):\n"
+              << resp.token() << "\n";
+  }
+  return CommandResult::Ok();
+}
+
 CommandResult Delete(CommandContext& ctx) {
   if (absl::Status s = ctx.ExpectOperands(1, "agent NAME"); !s.ok()) return CommandResult::Usage(std::string(s.message()));
   absl::StatusOr<AdminClient*> client = ctx.Client();
@@ -78,11 +113,14 @@ CommandResult Delete(CommandContext& ctx) {
 }  // namespace
 
 CommandResult RunAgent(CommandContext& ctx, const std::string& verb) {
-  if (absl::Status s = ctx.args().CheckAllowed({}, "agent " + verb); !s.ok()) {
+  absl::Status allowed = verb == "rotate" ? ctx.args().CheckAllowed({"grace"}, "agent rotate")
+                                          : ctx.args().CheckAllowed({}, "agent " + verb);
+  if (absl::Status s = allowed; !s.ok()) {
     return CommandResult::Usage(std::string(s.message()));
   }
   if (verb == "create") return Create(ctx);
   if (verb == "list") return List(ctx);
+  if (verb == "rotate") return Rotate(ctx);
   if (verb == "delete") return Delete(ctx);
   return CommandResult::Usage("unknown agent command \"" + verb + "\"");
 }

@@ -68,6 +68,14 @@ class ScriptedLiveDirectory : public LiveDirectory {
     absl::MutexLock lock(&mu_);
     return revocations_;
   }
+  void AgentTokenRotated(const std::string& agent) override {
+    absl::MutexLock lock(&mu_);
+    rotated_agents_.push_back(agent);
+  }
+  std::vector<std::string> RotatedAgents() {
+    absl::MutexLock lock(&mu_);
+    return rotated_agents_;
+  }
   void GrantAdded() override {
     absl::MutexLock lock(&mu_);
     ++grants_added_;
@@ -90,6 +98,7 @@ class ScriptedLiveDirectory : public LiveDirectory {
   std::vector<pgward::v1::Revocation> revocations_ ABSL_GUARDED_BY(mu_);
   uint32_t sessions_to_end_ ABSL_GUARDED_BY(mu_) = 0;
   int grants_added_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::string> rotated_agents_ ABSL_GUARDED_BY(mu_);
 };
 
 class AdminHarness {

@@ -96,6 +96,37 @@ TEST_CASE("agents are created with a one-time token, listed with live state and 
   CHECK(h.stub().DeleteAgent(AdminHarness::Context().get(), del, &ignored).error_code() == grpc::StatusCode::NOT_FOUND);
 }
 
+TEST_CASE("rotating an agent's token returns a new one once and tells the live side", "[admin][agents]") {
+  AdminHarness h;
+  v1::CreateAgentRequest create;
+  create.set_name("edge-1");
+  v1::CreateAgentResponse created;
+  REQUIRE(h.stub().CreateAgent(AdminHarness::Context().get(), create, &created).ok());
+
+  v1::RotateAgentRequest req;
+  req.set_name("edge-1");
+  req.set_grace_ms(600'000);
+  v1::RotateAgentResponse resp;
+  const int64_t before = absl::ToUnixMillis(absl::Now());
+  REQUIRE(h.stub().RotateAgent(AdminHarness::Context().get(), req, &resp).ok());
+  CHECK_FALSE(resp.token().empty());
+  CHECK(resp.token() != created.token());
+  CHECK(resp.old_token_expires_unix_ms() >= before + 600'000);
+  CHECK(h.live().RotatedAgents() == std::vector<std::string>{"edge-1"});
+  CHECK(h.store().AuthenticateAgent("edge-1", resp.token()).ok());
+  CHECK(h.store().AuthenticateAgent("edge-1", created.token()).ok());  // within the grace
+
+  for (int64_t grace : {int64_t{-1}, int64_t{8} * 24 * 3600 * 1000}) {
+    req.set_grace_ms(grace);
+    CHECK(h.stub().RotateAgent(AdminHarness::Context().get(), req, &resp).error_code() ==
+          grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  req.set_grace_ms(0);
+  req.set_name("nobody");
+  CHECK(h.stub().RotateAgent(AdminHarness::Context().get(), req, &resp).error_code() == grpc::StatusCode::NOT_FOUND);
+  CHECK(h.live().RotatedAgents().size() == 1);
+}
+
 TEST_CASE("invalid connections are refused with INVALID_ARGUMENT", "[admin][validation]") {
   AdminHarness h;
   CreateAgent(h, "edge-1");

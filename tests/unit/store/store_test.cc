@@ -127,6 +127,45 @@ TEST_CASE("agents are created once, authenticate by token hash and are touched",
   CHECK((*agents)[0].created_unix_ms() > 0);
 }
 
+TEST_CASE("a rotated agent token keeps working only through its grace period", "[store][agents]") {
+  auto store = OpenOrDie(":memory:");
+  REQUIRE(store->CreateAgent("edge-1", crypto::HashToken("first")).ok());
+  const int64_t now = 1'000'000;
+  CHECK_FALSE(store->NextAgentTokenExpiry(now)->has_value());
+
+  auto rotated = store->RotateAgentToken("edge-1", crypto::HashToken("second"), 5'000, now);
+  REQUIRE(rotated.ok());
+  CHECK(rotated->current == crypto::HashToken("second"));
+  CHECK(rotated->previous == crypto::HashToken("first"));
+  CHECK(rotated->previous_expires_unix_ms == now + 5'000);
+  CHECK(rotated->Accepts(crypto::HashToken("first"), now + 4'999));
+  CHECK_FALSE(rotated->Accepts(crypto::HashToken("first"), now + 5'000));
+  CHECK(rotated->Accepts(crypto::HashToken("second"), now + 999'999));
+  CHECK_FALSE(rotated->Accepts(crypto::HashToken("other"), now));
+  CHECK(store->NextAgentTokenExpiry(now)->value() == now + 5'000);
+  CHECK_FALSE(store->NextAgentTokenExpiry(now + 5'000)->has_value());
+  // Authentication uses the wall clock: the grace above ended long ago (now is 1970).
+  CHECK(store->AuthenticateAgent("edge-1", "second").ok());
+  CHECK(store->AuthenticateAgent("edge-1", "first").code() == absl::StatusCode::kUnauthenticated);
+
+  // Rotating again drops the token before the last rotation; grace 0 keeps none.
+  const int64_t wall = absl::ToUnixMillis(absl::Now());
+  REQUIRE(store->RotateAgentToken("edge-1", crypto::HashToken("third"), 60'000, wall).ok());
+  CHECK(store->AuthenticateAgent("edge-1", "second").ok());  // within its grace
+  CHECK(store->AuthenticateAgent("edge-1", "third").ok());
+  auto now_only = store->RotateAgentToken("edge-1", crypto::HashToken("fourth"), 0, wall);
+  REQUIRE(now_only.ok());
+  CHECK(now_only->previous.empty());
+  CHECK(store->AuthenticateAgent("edge-1", "third").code() == absl::StatusCode::kUnauthenticated);
+  CHECK(store->AuthenticateAgent("edge-1", "second").code() == absl::StatusCode::kUnauthenticated);
+  CHECK(store->AuthenticateAgent("edge-1", "fourth").ok());
+  CHECK(store->GetAgentCredentials("edge-1")->current == crypto::HashToken("fourth"));
+
+  CHECK(store->RotateAgentToken("nobody", crypto::HashToken("x"), 0, wall).status().code() ==
+        absl::StatusCode::kNotFound);
+  CHECK(store->GetAgentCredentials("nobody").status().code() == absl::StatusCode::kNotFound);
+}
+
 TEST_CASE("an agent used by a connection cannot be deleted", "[store][agents]") {
   auto store = OpenOrDie(":memory:");
   REQUIRE(store->CreateAgent("edge-1", "h").ok());
