@@ -496,6 +496,9 @@ grpc::Status AdminServiceImpl::ListAudit(grpc::ServerContext* ctx,
                                                       const pgward::v1::ListAuditRequest* req,
                                                       pgward::v1::ListAuditResponse* resp) {
   return Serve(ctx, "ListAudit", [&](const std::string&) -> absl::Status {
+    if ((req->has_after_id() && req->after_id() < 0) || req->up_to_id() < 0) {
+      return absl::InvalidArgumentError("audit ids are positive");
+    }
     absl::StatusOr<std::vector<pgward::v1::AuditRow>> rows = store_.ListAudit(*req);
     if (!rows.ok()) return rows.status();
     resp->set_truncated(!AppendBounded(*rows, *resp->mutable_rows()));

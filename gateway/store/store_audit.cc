@@ -262,19 +262,24 @@ absl::StatusOr<std::vector<pgward::v1::AuditRow>> Store::ListAudit(const pgward:
   absl::MutexLock lock(&mu_);
   // LEFT JOIN: an event whose session row is missing (it should not happen, but the agent's
   // word is all we have) still shows up rather than vanishing from the audit.
-  absl::StatusOr<Statement> q = db_->Prepare(
+  // Newest first by time, or (a cursor) by id from after_id on: ids only grow, so a page
+  // boundary never skips or repeats a row.
+  const bool cursor = filter.has_after_id();
+  absl::StatusOr<Statement> q = db_->Prepare(absl::StrCat(
       "SELECT e.id, e.time_unix_us, e.session_id, COALESCE(s.principal, ''), COALESCE(s.issuer, ''),"
       " COALESCE(s.connection, ''), COALESCE(s.agent, e.agent), COALESCE(s.client_addr, ''),"
       " e.protocol, e.statement, e.fingerprint, e.command_tag, e.rows, e.sqlstate, e.error,"
       " e.duration_us, e.decision, e.rule, e.reviewer"
       " FROM statement_events e LEFT JOIN sessions s ON s.session_id = e.session_id"
       " WHERE (?1 = '' OR s.principal = ?1) AND (?2 = '' OR s.connection = ?2)"
-      " AND e.time_unix_us >= ?3 AND (?4 = '' OR e.session_id = ?4) AND (?6 = '' OR s.issuer = ?6)"
-      " ORDER BY e.time_unix_us DESC, e.id DESC LIMIT ?5");
+      " AND e.time_unix_us >= ?3 AND (?4 = '' OR e.session_id = ?4) AND (?6 = '' OR s.issuer = ?6)",
+      cursor ? " AND e.id > ?7 AND (?8 = 0 OR e.id <= ?8) ORDER BY e.id LIMIT ?5"
+             : " ORDER BY e.time_unix_us DESC, e.id DESC LIMIT ?5"));
   if (!q.ok()) return q.status();
   q->BindText(1, filter.principal()).BindText(2, filter.connection());
   q->BindInt(3, filter.since_unix_ms() * 1000).BindText(4, filter.session_id());
   q->BindInt(5, EffectiveLimit(filter.limit())).BindText(6, filter.issuer());
+  if (cursor) q->BindInt(7, filter.after_id()).BindInt(8, filter.up_to_id());
   std::vector<pgward::v1::AuditRow> out;
   while (true) {
     absl::StatusOr<bool> row = q->Step();

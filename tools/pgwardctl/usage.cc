@@ -47,9 +47,12 @@ constexpr std::array<std::pair<const char*, const char*>, 6> kNouns = {{
      "  pgwardctl session kill ID\n"},
     {"audit",
      "  pgwardctl audit list [--principal P] [--issuer URL] [--connection C] [--since DURATION (15m, 2h, 7d)]\n"
-     "            [--limit N (at most 10000)] [--session S]\n"
+     "            [--limit N (at most 10000)] [--session S] [--after ID]\n"
      "            one response holds at most 3 MiB of rows (newest first); a note on stderr says when\n"
-     "            more matched\n"},
+     "            more matched. --after ID pages forward: rows after ID, oldest first, and a note\n"
+     "            on stderr with the --after for the next page\n"
+     "  pgwardctl audit export [--principal P] [--issuer URL] [--connection C] [--since D] [--session S]\n"
+     "            [--format jsonl]   every matching row, oldest first, one JSON object per line\n"},
 }};
 
 constexpr char kGlobal[] =

@@ -3,6 +3,8 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
+
 #include "gateway/store/store.h"
 #include "tests/unit/store/temp_dir.h"
 
@@ -249,6 +251,52 @@ TEST_CASE("audit rows carry the session's identity and honour filters, limit and
   REQUIRE(two->size() == 2);
   CHECK((*two)[0].statement() == "app4");
   CHECK((*two)[1].statement() == "app3");
+}
+
+TEST_CASE("the audit id cursor pages oldest first, within its bound and filters", "[store][audit]") {
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1000)).ok());
+  REQUIRE(store->InsertSession(Session("s2", "human", "crm", 1000)).ok());
+  std::vector<std::pair<uint64_t, pgward::v1::StatementEvent>> events;
+  // Times run backwards: the cursor follows ids (storage order), not times.
+  for (uint64_t i = 1; i <= 7; ++i) {
+    events.push_back({i, Event(i % 2 == 0 ? "s2" : "s1", 100'000'000 - static_cast<int64_t>(i), "x")});
+  }
+  REQUIRE(store->InsertStatementEvents("edge-1", "boot", events).ok());
+  auto all = store->ListAudit({});
+  REQUIRE(all->size() == 7);
+  std::vector<int64_t> ids;
+  for (const auto& r : *all) ids.push_back(r.id());
+  std::sort(ids.begin(), ids.end());
+
+  std::vector<int64_t> paged;
+  pgward::v1::ListAuditRequest page;
+  page.set_after_id(0);
+  page.set_limit(3);
+  while (true) {
+    auto rows = store->ListAudit(page);
+    REQUIRE(rows.ok());
+    if (rows->empty()) break;
+    CHECK(rows->size() <= 3);
+    for (const auto& r : *rows) paged.push_back(r.id());
+    page.set_after_id(rows->back().id());
+  }
+  CHECK(paged == ids);
+
+  pgward::v1::ListAuditRequest bounded;
+  bounded.set_after_id(ids[1]);
+  bounded.set_up_to_id(ids[4]);
+  auto middle = store->ListAudit(bounded);
+  REQUIRE(middle->size() == 3);
+  CHECK((*middle)[0].id() == ids[2]);
+  CHECK((*middle)[2].id() == ids[4]);
+
+  pgward::v1::ListAuditRequest filtered;
+  filtered.set_after_id(0);
+  filtered.set_principal("human");
+  auto human = store->ListAudit(filtered);
+  REQUIRE(human->size() == 3);
+  for (const auto& r : *human) CHECK(r.principal() == "human");
 }
 
 TEST_CASE("the default audit limit is 100", "[store][audit]") {
