@@ -24,7 +24,7 @@ import pytest
 
 import jwt_forge as jf
 import pgward_harness as h
-from pgward_harness import unique, wait_until
+from pgward_harness import session_id_of, unique, wait_until
 
 HERE = Path(__file__).resolve().parent
 JDBC_JAR = Path("/usr/share/java/postgresql.jar")
@@ -473,3 +473,29 @@ def test_slow_reader_does_not_block_others(stack):
     wait_gone(stack, tag, timeout=15)
     value, took = _timed_select(stack, token)
     assert value[0] >= 3
+
+
+def test_sessions_open_when_the_gateway_dies_are_closed_in_the_store_after_its_restart(isolated_gateway):
+    env = isolated_gateway()
+    conn = env.connect("alice-bot")
+    sid = session_id_of(conn)
+    assert [s for s in env.ctl_json("session", "list", "--active") if s["session_id"] == sid]
+    env.gateway.kill()  # SIGKILL: nothing is recorded on the way down
+    try:
+        conn.execute("SELECT 1")
+        raise AssertionError("the session outlived its gateway")
+    except psycopg.OperationalError:
+        pass
+    finally:
+        conn.close()
+    env.gateway.start()
+    env.agent.wait_online(True)
+    [record] = [s for s in env.ctl_json("session", "list", "--principal", "alice-bot") if s["session_id"] == sid]
+    # Closed at start-up; the agent's own report (it saw its Session stream break) may replace the
+    # reason once it reconnects, never the fact that the session ended.
+    assert record["ended"], record
+    assert record["end_reason"] in ("gateway_restart", "client_disconnect"), record
+    assert not [s for s in env.ctl_json("session", "list", "--active") if s["session_id"] == sid]
+    # And the restarted gateway serves new sessions through the same agent.
+    with env.connect("alice-bot") as again:
+        assert again.execute("SELECT 1").fetchone() == (1,)

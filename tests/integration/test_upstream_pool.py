@@ -222,3 +222,33 @@ def test_reset_all_on_a_reused_connection_keeps_this_sessions_id(stack, isolated
         assert result.status == psycopg.pq.ExecStatus.TUPLES_OK, result.error_message
         assert _identity(conn) == mine
         assert conn.execute("SELECT 7").fetchone() == (7,)
+
+
+def test_connection_update_keeps_live_sessions_and_never_reuses_connections_made_before_it(stack, isolated_agent):
+    iso = isolated_agent(grants=[("principal", "alice-bot", "read-write")])
+    with stack.connect("alice-bot", dbname=iso.connection) as conn:
+        old_pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    _wait_pooled(stack, old_pid)
+    with stack.connect("alice-bot", dbname=iso.connection) as live:
+        assert live.execute("SELECT pg_backend_pid()").fetchone()[0] == old_pid  # pooled before the update
+        # Settings the upstream login depends on change; the live session is not disturbed.
+        stack.ctl("connection", "update", iso.connection, "--sslmode", "prefer", check=True)
+        assert live.execute("SELECT 1").fetchone() == (1,)
+        with stack.connect("alice-bot", dbname=iso.connection) as fresh:
+            new_pid = fresh.execute("SELECT pg_backend_pid()").fetchone()[0]
+            # A new session uses the new settings at once: a login of its own, not a kept connection.
+            assert new_pid != old_pid
+    # The connection made before the update, returned by `live`, is still not handed out.
+    with stack.connect("alice-bot", dbname=iso.connection) as later:
+        assert later.execute("SELECT pg_backend_pid()").fetchone()[0] != old_pid
+
+
+def test_a_session_whose_policy_changed_does_not_return_its_connection(stack, isolated_agent):
+    iso = isolated_agent(grants=[("principal", "alice-bot", "read-write")])
+    [grant] = [g for g in stack.ctl_json("grant", "list", "--connection", iso.connection)]
+    with stack.connect("alice-bot", dbname=iso.connection) as conn:
+        pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        stack.ctl_json("grant", "update", grant["id"], "--mode", "read-only")
+        assert conn.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+    # Its settings no longer match the key it was pooled under: closed, not kept.
+    _wait_gone(stack, pid)
