@@ -1,6 +1,6 @@
 # The agent's own code: control stream, sessions, upstream login, and the binary.
 add_library(pgward_agent_core STATIC
-  control/control_client.cc control/event_bounds.cc control/event_queue.cc control/session_manager.cc
+  control/agent_token.cc control/control_client.cc control/event_bounds.cc control/event_queue.cc control/session_manager.cc
   session/agent_session.cc session/statement_gate.cc session/statement_policy.cc
   upstream/credential_resolver.cc upstream/pinned_settings.cc upstream/tls_contexts.cc
   upstream/upstream_login.cc upstream/upstream_policy.cc upstream/upstream_pool.cc)

@@ -4,6 +4,7 @@
 
 #include <asio.hpp>
 #include <csignal>
+#include <functional>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
@@ -95,10 +96,11 @@ int main(int argc, char** argv) {
   const std::string name = absl::GetFlag(FLAGS_name);
   if (name.empty()) Die("--name is required");
   if (absl::GetFlag(FLAGS_token_file).empty()) Die("--token-file is required");
-  auto token = pgward::crypto::ReadFileToString(absl::GetFlag(FLAGS_token_file), 4096);
-  if (!token.ok()) Die("cannot read --token-file: " + std::string(token.status().message()));
-  std::string agent_token(absl::StripAsciiWhitespace(*token));
-  if (agent_token.empty()) Die("--token-file is empty");
+  auto token_text = pgward::crypto::ReadFileToString(absl::GetFlag(FLAGS_token_file), 4096);
+  if (!token_text.ok()) Die("cannot read --token-file: " + std::string(token_text.status().message()));
+  auto first_token = pgward::agent::ParseTokenFile(*token_text);
+  if (!first_token.ok()) Die("--token-file is empty");
+  pgward::agent::AgentToken agent_token(*std::move(first_token), absl::GetFlag(FLAGS_token_file));
   pgward::agent::UpstreamPolicy::Options policy_options;
   policy_options.allow_upstream = absl::GetFlag(FLAGS_allow_upstream);
   policy_options.allow_credential = absl::GetFlag(FLAGS_allow_credential);
@@ -180,7 +182,7 @@ int main(int argc, char** argv) {
   deps.stub = stub.get();
   deps.grpc = &grpc_driver;
   deps.agent_name = name;
-  deps.agent_token = agent_token;
+  deps.token = &agent_token;
   deps.tls = &tls;
   deps.analyzer = &analyzer;
   deps.sink = &sink;
@@ -190,7 +192,7 @@ int main(int argc, char** argv) {
 
   pgward::agent::ControlOptions options;
   options.agent_name = name;
-  options.agent_token = agent_token;
+  options.token = &agent_token;
   options.version = PGWARD_VERSION;
   options.event_batching.window = std::chrono::milliseconds(absl::GetFlag(FLAGS_event_batch_window_ms));
   options.event_batching.max_events = static_cast<size_t>(absl::GetFlag(FLAGS_event_batch_max));
@@ -198,6 +200,18 @@ int main(int argc, char** argv) {
   control = &client;
   asio::co_spawn(client.executor(), client.Run(), asio::detached);
 
+  // SIGHUP: read --token-file again and reconnect with it (after pgwardctl agent rotate), keeping
+  // every live session.
+  asio::signal_set hangups(io, SIGHUP);
+  std::function<void()> await_hangup = [&] {
+    hangups.async_wait([&](const asio::error_code& ec, int) {
+      if (ec) return;
+      pgward::Log(pgward::LogLevel::kInfo, "agent", "SIGHUP: re-reading --token-file and reconnecting");
+      client.Reconnect();
+      await_hangup();
+    });
+  };
+  await_hangup();
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const asio::error_code&, int signal) {
     pgward::Log(pgward::LogLevel::kInfo, "agent", "signal ", signal, ": stopping");

@@ -34,9 +34,19 @@ asio::awaitable<void> ControlClient::Run() {
   auto backoff = options_.initial_backoff;
   asio::steady_timer timer(strand_);
   for (;;) {
+    bool changed = false;
+    if (options_.token == nullptr) {
+      Log(LogLevel::kError, "control", "no agent token configured");
+      co_return;
+    }
+    if (absl::Status s = options_.token->Reload(&changed); !s.ok()) {
+      Log(LogLevel::kError, "control", s.message(), "; connecting with the token read before");
+    } else if (changed) {
+      Log(LogLevel::kInfo, "control", "the token in --token-file changed; connecting with the new one");
+    }
     auto* stream = new Stream(
         [this](grpc::ClientContext* context, grpc::CompletionQueue* cq) { return stub_.PrepareAsyncControl(context, cq); },
-        grpc_, strand_, options_.agent_name, options_.agent_token);
+        grpc_, strand_, options_.agent_name, options_.token->Get());
     auto signals = stream->signals();
     current_signals_ = signals;
     bool welcomed = co_await Serve(*stream);
@@ -47,6 +57,10 @@ asio::awaitable<void> ControlClient::Run() {
     if (gave_up_) signals->Cancel();
     co_await stream->Finished();  // `stream` is gone now
     if (welcomed) backoff = options_.initial_backoff;
+    if (std::exchange(reconnect_now_, false)) {
+      Log(LogLevel::kInfo, "control", "reconnecting to the gateway at once (SIGHUP)");
+      continue;
+    }
     // Full jitter around the current step keeps a fleet of agents from reconnecting in step.
     std::uniform_real_distribution<double> jitter(0.5, 1.5);
     auto delay = std::chrono::milliseconds(static_cast<int64_t>(backoff.count() * jitter(rng)));
@@ -56,6 +70,15 @@ asio::awaitable<void> ControlClient::Run() {
     timer.expires_after(delay);
     co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
   }
+}
+
+void ControlClient::Reconnect() {
+  asio::post(strand_, [this] {
+    if (!current_signals_) return;
+    reconnect_now_ = true;
+    gave_up_ = true;
+    current_signals_->Cancel();
+  });
 }
 
 asio::awaitable<bool> ControlClient::Serve(Stream& stream) {

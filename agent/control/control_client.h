@@ -12,6 +12,7 @@
 #include "agent/control/event_batch_window.h"
 #include "agent/control/event_queue.h"
 #include "agent/control/session_manager.h"
+#include "agent/control/agent_token.h"
 #include "agent/control/client_stream.h"
 #include "common/net/async_signal.h"
 #include "pgward/v1/agent.grpc.pb.h"
@@ -20,7 +21,7 @@ namespace pgward::agent {
 
 struct ControlOptions {
   std::string agent_name;
-  std::string agent_token;
+  AgentToken* token = nullptr;  // required; re-read before each (re)connect
   std::string version;
   std::chrono::milliseconds initial_backoff{500};
   std::chrono::milliseconds max_backoff{30000};
@@ -42,6 +43,9 @@ class ControlClient {
   // Called by EventQueue on every append; cheap and thread-safe. While the writer holds a
   // batch open it only needs waking for a full batch (its timer ends the window), which saves
   // a cross-thread wake-up per statement.
+  // Ends the current control stream so the agent reconnects at once, with the token re-read
+  // (SIGHUP after a rotation). Safe from any thread.
+  void Reconnect();
   void Wake() {
     const size_t wake_at = wake_at_queued_.load(std::memory_order_relaxed);
     if (wake_at != 0 && events_.Size() < wake_at) return;
@@ -73,7 +77,8 @@ class ControlClient {
   net::AsyncSignal wake_;
   std::shared_ptr<StreamSignals> current_signals_;  // of the stream being served
   bool broken_ = false;
-  bool gave_up_ = false;  // this side ended a healthy stream (an unknown message)
+  bool gave_up_ = false;  // this side ended a healthy stream (an unknown message, a reconnect)
+  bool reconnect_now_ = false;  // Reconnect(): skip the backoff once
   std::chrono::milliseconds heartbeat_;  // on the strand; the Welcome's, else options_.heartbeat
   std::atomic<bool> connected_{false};
   // While the writer holds a batch: the queue size (unacknowledged events) at which Wake()

@@ -224,7 +224,7 @@ void AgentSession::SetState(State next) {
 asio::awaitable<void> AgentSession::Run() {
   auto self = shared_from_this();
   const auto& target = grant_.target();
-  stream_ = OpenSessionStream(*deps_.stub, *deps_.grpc, strand_, deps_.agent_name, deps_.agent_token);
+  stream_ = OpenSessionStream(*deps_.stub, *deps_.grpc, strand_, deps_.agent_name, deps_.token->Get());
   stream_signals_ = stream_->signals();
 
   // The agent host decides what it reaches and reads, whatever the grant names.

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "agent/control/agent_token.h"
 #include "agent/inspect/identity_check.h"
 #include "agent/inspect/sql_analyzer.h"
 #include "agent/inspect/statement_tracker.h"
@@ -41,7 +42,7 @@ struct SessionDeps {
   pgward::v1::AgentService::Stub* stub = nullptr;
   net::GrpcDriver* grpc = nullptr;  // runs the session streams' completions; required
   std::string agent_name;
-  std::string agent_token;
+  AgentToken* token = nullptr;  // required; read as each session stream opens
   TlsContexts* tls = nullptr;
   inspect::SqlAnalyzer* analyzer = nullptr;
   SessionEventSink* sink = nullptr;

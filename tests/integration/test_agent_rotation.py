@@ -4,6 +4,7 @@ it (the agent still using it is disconnected and cannot reconnect); the new one 
 
 from __future__ import annotations
 
+import signal
 import time
 
 import jwt_forge as jf
@@ -56,6 +57,31 @@ def test_rotation_keeps_the_old_token_through_its_grace_then_disconnects_the_age
         agent.start()
         with stack.connect("alice-bot", dbname=connection) as conn:
             assert conn.execute("SELECT 2").fetchone() == (2,)
+    finally:
+        _forget(stack, agent, connection)
+
+
+def test_sighup_picks_up_the_rotated_token_and_keeps_every_live_session(stack):
+    agent, connection = _agent_with_connection(stack, "rot-hup-")
+    try:
+        stack.grant("alice-bot", connection=connection)
+        with stack.connect("alice-bot", dbname=connection) as live:
+            live.execute("SELECT 1")
+            rotated = stack.ctl_json("agent", "rotate", agent.name, "--grace", "3s")
+            agent.token_file.write_text(rotated["token"] + "\n")
+            agent.process.send_signal(signal.SIGHUP)
+            wait_until(lambda: "the token in --token-file changed" in agent.log(), 10,
+                       what="the agent to reconnect with the new token")
+            agent.wait_online(True, timeout=10)
+            # Past the grace period: nothing is disconnected, the live session goes on.
+            time.sleep(4)
+            assert live.execute("SELECT 2").fetchone() == (2,)
+            assert agent.online()
+            assert not [line for line in stack.gateway_log().splitlines()
+                        if agent.name in line and "still uses the token" in line]
+            with stack.connect("alice-bot", dbname=connection) as fresh:
+                assert fresh.execute("SELECT 3").fetchone() == (3,)
+        assert rotated["token"] not in agent.log()
     finally:
         _forget(stack, agent, connection)
 

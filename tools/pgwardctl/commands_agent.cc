@@ -86,7 +86,7 @@ CommandResult Rotate(CommandContext& ctx) {
     ctx.out() << "rotated the token of agent " << req.name() << "; the old token "
               << (req.grace_ms() == 0 ? std::string("stopped working now")
                                       : "works until " + FormatTimeMs(resp.old_token_expires_unix_ms()))
-              << "\nnew token (shown once; put it in the agent's --token-file and restart the agent):\n"
+              << "\nnew token (shown once; put it in the agent's --token-file and send the agent SIGHUP):\n"
               << resp.token() << "\n";
   }
   return CommandResult::Ok();

@@ -12,7 +12,8 @@ constexpr std::array<std::pair<const char*, const char*>, 6> kNouns = {{
      "  pgwardctl agent create NAME          create an agent; prints its token once\n"
      "  pgwardctl agent list\n"
      "  pgwardctl agent rotate NAME [--grace 10m]   a new token, printed once; the old one works for\n"
-     "            --grace (default 10m, at most 7d), then an agent still using it is disconnected;\n"
+     "            --grace (default 10m, at most 7d; write the new one to the agent's --token-file and\n"
+     "            send it SIGHUP), then an agent still using the old one is disconnected;\n"
      "            --grace 0 revokes the old token at once (a leaked token)\n"
      "  pgwardctl agent delete NAME\n"},
     {"connection",

@@ -1,6 +1,10 @@
 // The agent's control client: what it does with the gateway's messages, without a gateway.
 #include <catch2/catch.hpp>
 #include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "agent/control/control_client.h"
 
@@ -69,4 +73,37 @@ TEST_CASE("known gateway messages keep the stream: welcome, ack, end and cancel 
 }
 
 }  // namespace
+}  // namespace pgward::agent
+
+namespace pgward::agent {
+
+TEST_CASE("the agent token is read again from its file, and a bad file keeps the old one", "[agent][control]") {
+  const std::string path = std::filesystem::temp_directory_path() / ("pgward-token-" + std::to_string(::getpid()));
+  auto write = [&](const std::string& text) {
+    std::ofstream out(path, std::ios::trunc);
+    out << text;
+  };
+  write("first\n");
+  AgentToken token("first", path);
+  bool changed = true;
+  REQUIRE(token.Reload(&changed).ok());
+  CHECK_FALSE(changed);
+  write("  second \n");
+  REQUIRE(token.Reload(&changed).ok());
+  CHECK(changed);
+  CHECK(token.Get() == "second");
+  write(" \n");
+  const absl::Status empty = token.Reload(&changed);
+  CHECK(empty.code() == absl::StatusCode::kInvalidArgument);
+  CHECK_FALSE(changed);
+  CHECK(token.Get() == "second");
+  std::filesystem::remove(path);
+  CHECK_FALSE(token.Reload().ok());
+  CHECK(token.Get() == "second");
+  CHECK(empty.message().find("second") == std::string::npos);  // never the token
+  AgentToken fixed("fixed");
+  CHECK(fixed.Reload().ok());
+  CHECK(fixed.Get() == "fixed");
+}
+
 }  // namespace pgward::agent

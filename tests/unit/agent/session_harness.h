@@ -104,7 +104,7 @@ class SessionHarness {
     deps.stub = stub_.get();
     deps.grpc = grpc_.get();
     deps.agent_name = kAgentName;
-    deps.agent_token = kAgentToken;
+    deps.token = &token_;
     deps.tls = &tls_;
     deps.analyzer = &analyzer_;
     deps.sink = &sink;
@@ -113,6 +113,7 @@ class SessionHarness {
     return deps;
   }
 
+  AgentToken token_{kAgentToken};
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<pgward::v1::AgentService::Stub> stub_;
   std::unique_ptr<net::GrpcDriver> grpc_ = std::make_unique<net::GrpcDriver>();  // the streams' completions
