@@ -157,3 +157,53 @@ def test_a_grant_that_expires_ends_the_sessions_it_alone_allowed(stack):
     finally:
         stack.ctl("grant", "delete", grant_id)
 
+
+
+def test_revoke_latency_over_20_revokes_of_a_busy_principal(stack, tmp_path):
+    """Each round: dave-bot runs pg_sleep(30) in psql and a pgbench load, alice-bot holds a session
+    on the same agent; the revoke must end both of dave-bot's within 1 s, and alice-bot's never."""
+    import statistics
+    from pgward_harness import PG_BIN
+
+    grant_id = _grant_id(stack.grant("dave-bot", mode="read-only"))
+    script = tmp_path / "busy.sql"
+    script.write_text("SELECT count(*) FROM customers;\n")
+    env = dict(os.environ)
+    env.pop("PGPASSWORD", None)
+    latencies: list[float] = []
+    procs: list[subprocess.Popen] = []
+    try:
+        with stack.connect("alice-bot") as other:
+            for round_no in range(20):
+                tag = unique(f"latency{round_no}_")
+                sleeper = subprocess.Popen(["psql", "-X", "-v", "VERBOSITY=verbose", "-c",
+                                            f"select pg_sleep(30) /* {tag} */", stack.dsn("dave-bot")],
+                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                bench = subprocess.Popen([str(PG_BIN / "pgbench"), "-n", "-f", str(script), "-c", "2", "-T", "30",
+                                          stack.dsn("dave-bot")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                         text=True, env=env)
+                procs += [sleeper, bench]
+                wait_until(lambda: _upstream_backend(stack, tag), 15, what=f"pg_sleep tagged {tag} to run upstream")
+                wait_until(lambda: len(stack.ctl_json("session", "list", "--active", "--principal", "dave-bot")) >= 3,
+                           15, what="pgbench's two sessions and psql's to be live")
+                start = time.monotonic()
+                revoked = stack.ctl_json("principal", "revoke", "dave-bot", "--reason", f"latency round {round_no}")
+                assert revoked["sessions_ended"] >= 3, revoked
+                _, err = sleeper.communicate(timeout=5)
+                bench.communicate(timeout=5)
+                latencies.append(time.monotonic() - start)
+                assert "57P01" in err, err
+                assert bench.returncode != 0, "pgbench ran on after its principal was revoked"
+                # The other principal's session on the same agent is untouched.
+                assert other.execute("SELECT %s::int", (round_no,)).fetchone() == (round_no,)
+                stack.ctl("principal", "restore", "dave-bot", check=True)
+        p50, worst = statistics.median(latencies), max(latencies)
+        print(f"\nrevoke latency over {len(latencies)} revokes: p50 {p50 * 1000:.0f} ms, max {worst * 1000:.0f} ms")
+        assert worst < 1.0, f"a revoke took {worst:.3f} s to end a busy principal's sessions (p50 {p50:.3f} s)"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        _restore_quietly(stack, "dave-bot")
+        stack.ctl("grant", "delete", grant_id)
