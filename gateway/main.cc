@@ -4,6 +4,7 @@
 
 #include <asio.hpp>
 #include <asio/ssl.hpp>
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -13,6 +14,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
+#include "absl/time/time.h"
 #include "absl/synchronization/mutex.h"
 #include "common/crypto/secret_box.h"
 #include "common/crypto/tls_material.h"
@@ -29,6 +32,7 @@
 #include "gateway/relay/pg_listener.h"
 #include "gateway/identity/http_fetcher.h"
 #include "gateway/identity/issuer_scoped_name.h"
+#include "gateway/identity/introspector.h"
 #include "gateway/identity/token_verifier.h"
 #include "gateway/store/store.h"
 
@@ -39,6 +43,13 @@ ABSL_FLAG(std::vector<std::string>, oidc_issuer, {}, "trusted issuer URL (repeat
 ABSL_FLAG(std::vector<std::string>, oidc_audience, {}, "accepted token audience (repeatable or comma-separated)");
 ABSL_FLAG(std::string, oidc_jwks_file, "", "static JWKS file for the (single) issuer instead of discovery");
 ABSL_FLAG(std::string, oidc_ca_file, "", "CA bundle for HTTPS discovery and JWKS fetches");
+ABSL_FLAG(bool, oidc_introspection, false,
+          "check tokens with the issuer's introspection endpoint (RFC 7662) at login and every --recheck-interval "
+          "(needs --oidc-client-id and --oidc-client-secret-file; one trusted issuer)");
+ABSL_FLAG(std::string, oidc_client_id, "", "the gateway's own client id at the issuer, for introspection");
+ABSL_FLAG(std::string, oidc_client_secret_file, "", "file holding that client's secret");
+ABSL_FLAG(absl::Duration, recheck_interval, absl::Seconds(30),
+          "with --oidc-introspection: how often every live session's token is introspected again");
 ABSL_FLAG(std::string, principal_claim, "sub", "token claim that names the principal");
 ABSL_FLAG(std::string, groups_claim, "groups", "token claim that lists the principal's groups");
 ABSL_FLAG(std::vector<std::string>, admin_principal, {},
@@ -169,6 +180,39 @@ int main(int argc, char** argv) {
   absl::Status started = verifier.Start();
   if (!started.ok()) Die("OIDC set-up failed: " + std::string(started.message()));
 
+  // Introspection (RFC 7662): the IdP's word on each token, at login and on an interval.
+  std::unique_ptr<pgward::identity::HttpFetcher> introspection_http;
+  std::unique_ptr<pgward::identity::Introspector> introspector;
+  const absl::Duration recheck_interval = absl::GetFlag(FLAGS_recheck_interval);
+  if (absl::GetFlag(FLAGS_oidc_introspection)) {
+    if (issuers.size() != 1) Die("--oidc-introspection works with exactly one --oidc-issuer");
+    if (absl::GetFlag(FLAGS_oidc_client_id).empty() || absl::GetFlag(FLAGS_oidc_client_secret_file).empty()) {
+      Die("--oidc-introspection needs --oidc-client-id and --oidc-client-secret-file");
+    }
+    if (recheck_interval < absl::Seconds(1) || recheck_interval > absl::Hours(24)) {
+      Die("--recheck-interval must be from 1s to 24h");
+    }
+    auto secret_text = pgward::crypto::ReadFileToString(absl::GetFlag(FLAGS_oidc_client_secret_file), 4096);
+    if (!secret_text.ok()) Die("cannot read --oidc-client-secret-file: " + std::string(secret_text.status().message()));
+    pgward::identity::IntrospectionConfig config;
+    config.issuer = issuers[0];
+    config.audiences = audiences;
+    config.client_id = absl::GetFlag(FLAGS_oidc_client_id);
+    config.client_secret = std::string(absl::StripAsciiWhitespace(*secret_text));
+    if (config.client_secret.empty()) Die("--oidc-client-secret-file is empty");
+    config.principal_claim = absl::GetFlag(FLAGS_principal_claim);
+    config.groups_claim = absl::GetFlag(FLAGS_groups_claim);
+    // A login reuses an answer for at most half the re-check interval (and 10 s).
+    config.cache_ttl = std::chrono::seconds(
+        std::clamp<int64_t>(absl::ToInt64Seconds(recheck_interval) / 2, 0, 10));
+    introspection_http = pgward::identity::MakeCurlHttpFetcher(verifier_config.ca_file);
+    introspector = std::make_unique<pgward::identity::Introspector>(std::move(config), *introspection_http);
+    if (absl::Status s = introspector->Start(); !s.ok()) Die("introspection set-up failed: " + std::string(s.message()));
+    pgward::Log(pgward::LogLevel::kInfo, "gateway", "introspecting tokens at ", introspector->endpoint(),
+                " as client ", absl::GetFlag(FLAGS_oidc_client_id), "; live sessions re-checked every ",
+                absl::FormatDuration(recheck_interval));
+  }
+
   pgward::admin::AdminKeyAuthorizer authorizer(
       admin_key, [&](std::string_view bearer) -> absl::StatusOr<std::string> {
         auto token = verifier.Verify(bearer);
@@ -244,6 +288,7 @@ int main(int argc, char** argv) {
   pgward::gateway::FrontendDeps deps;
   deps.tls = &tls;
   deps.verifier = &verifier;
+  deps.introspector = introspector.get();
   deps.broker = &broker;
   deps.blocking_pool = &blocking_pool;
   deps.options.allow_insecure_loopback = absl::GetFlag(FLAGS_allow_insecure_loopback);
@@ -255,6 +300,24 @@ int main(int argc, char** argv) {
   pgward::Log(pgward::LogLevel::kInfo, "gateway", "pgward-gateway ", PGWARD_VERSION, " listening: postgres :",
               listener.port(), ", grpc :", grpc_port, ", data dir ", data_dir);
 
+  // The re-check: every interval, each live session's token is introspected again (no cache);
+  // those the IdP no longer calls active end (57P01, token_revoked).
+  std::thread recheck;
+  if (introspector) {
+    recheck = std::thread([&broker, &introspector, recheck_interval] {
+      const auto interval = absl::ToChronoMilliseconds(recheck_interval);
+      for (;;) {
+        std::this_thread::sleep_for(interval);
+        broker.RecheckTokens([&](const std::string& token) -> absl::StatusOr<bool> {
+          auto answer = introspector->Introspect(token, /*use_cache=*/false);
+          if (absl::IsUnavailable(answer.status())) return answer.status();
+          // Anything the IdP said other than "active and acceptable" ends the session.
+          return answer.ok() && answer->has_value();
+        });
+      }
+    });
+    recheck.detach();  // the process ends by _Exit; nothing to hand back
+  }
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const asio::error_code&, int signal) {
     pgward::Log(pgward::LogLevel::kInfo, "gateway", "signal ", signal, ": stopping");

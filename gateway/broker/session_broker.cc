@@ -288,6 +288,7 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
       session->connection = connection_name;
       session->agent = agent;
       session->groups = token.groups;
+      session->access_token = caller.access_token;
       session->opened = stream->first_frame().opened();
       session->stream = stream;
       session->bridge = bridge;
@@ -570,6 +571,35 @@ void SessionBroker::CheckAgentTokens(const std::vector<std::string>& agents) {
                     "pgward: the session ended because its agent's token was rotated by an administrator");
     }
   }
+}
+
+uint32_t SessionBroker::RecheckTokens(const std::function<absl::StatusOr<bool>(const std::string& token)>& active) {
+  std::vector<std::shared_ptr<LiveSession>> sessions;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, session] : live_) {
+      if (!session->access_token.empty()) sessions.push_back(session);
+    }
+  }
+  absl::flat_hash_map<std::string, bool> verdicts;  // token -> still active
+  uint32_t ended = 0;
+  for (const auto& session : sessions) {
+    auto [it, fresh] = verdicts.try_emplace(session->access_token, true);
+    if (fresh) {
+      absl::StatusOr<bool> answer = active(session->access_token);
+      if (!answer.ok()) {
+        Log(LogLevel::kWarn, "broker", "could not re-check the token of session ", session->session_id, " of ",
+            session->principal, " (it goes on): ", answer.status().message());
+      }
+      it->second = !answer.ok() || *answer;
+    }
+    if (it->second) continue;
+    Log(LogLevel::kInfo, "broker", "ending session ", session->session_id, " of ", session->principal,
+        ": the identity provider says its token is no longer active");
+    session->Kill("token_revoked", "pgward: the session ended because its token was revoked by the identity provider");
+    ++ended;
+  }
+  return ended;
 }
 
 uint32_t SessionBroker::PrincipalRevoked(const pgward::v1::Revocation& revocation) {

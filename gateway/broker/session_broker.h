@@ -4,6 +4,7 @@
 #include <asio.hpp>
 
 #include <chrono>
+#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -30,6 +31,9 @@ struct CallerInfo {
   std::string caller_user;
   std::string application_name;
   std::vector<std::pair<std::string, std::string>> startup_parameters;  // already filtered
+  // Kept with the live session only when the gateway re-checks tokens (introspection); never
+  // logged or stored.
+  std::string access_token;
 };
 
 // One paired session as the broker, the admin API and cancel routing see it.
@@ -37,6 +41,7 @@ class LiveSession : public std::enable_shared_from_this<LiveSession> {
  public:
   std::string session_id, principal, issuer, connection, agent;
   std::vector<std::string> groups;
+  std::string access_token;  // CallerInfo::access_token: empty unless tokens are re-checked
   int32_t cancel_pid = 0;
   uint32_t cancel_key = 0;
   pgward::v1::SessionOpened opened;
@@ -106,6 +111,11 @@ class SessionBroker : public admin::LiveDirectory {
   // A grant was deleted or updated: live sessions no grant covers end (57P01, grant_deleted);
   // those whose effective policy changed get the new one pushed to their agent (UpdatePolicy).
   void GrantsChanged() override;
+  // Asks `active` about the token of every live session that kept one (each distinct token
+  // once) and ends those it says are no longer active (57P01, end reason token_revoked). An
+  // error from it (the IdP cannot be asked) ends nothing. Blocks in `active`: call it off the
+  // I/O threads. Returns how many sessions it ended.
+  uint32_t RecheckTokens(const std::function<absl::StatusOr<bool>(const std::string& token)>& active);
   // Ends the live sessions the revocation covers (57P01); returns how many.
   uint32_t PrincipalRevoked(const pgward::v1::Revocation& revocation) override;
   // A grant was created or its expiry changed: the expiry watch looks again for the next grant

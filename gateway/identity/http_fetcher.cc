@@ -4,6 +4,7 @@
 #include <curl/curl.h>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -37,10 +38,39 @@ class CurlHttpFetcher : public HttpFetcher {
     (void)kInit;
   }
 
-  absl::StatusOr<std::string> Get(const std::string& url) override {
+  absl::StatusOr<std::string> Get(const std::string& url) override { return Perform("GET", url, nullptr); }
+
+  absl::StatusOr<std::string> PostForm(const std::string& url, const std::string& form, const std::string& user,
+                                       const std::string& password) override {
+    const Post post{form, FormEncode(user) + ":" + FormEncode(password)};
+    return Perform("POST", url, &post);
+  }
+
+ private:
+  struct Post {
+    const std::string& form;
+    std::string credentials;  // user:password for Basic; never logged
+  };
+
+  // RFC 6749 2.3.1 / appendix B: application/x-www-form-urlencoded.
+  static std::string FormEncode(const std::string& value) {
+    std::string out;
+    for (unsigned char c : value) {
+      if (absl::ascii_isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+        out.push_back(static_cast<char>(c));
+      } else if (c == ' ') {
+        out.push_back('+');
+      } else {
+        absl::StrAppend(&out, "%", absl::Hex(c, absl::kZeroPad2));
+      }
+    }
+    return out;
+  }
+
+  absl::StatusOr<std::string> Perform(const char* method, const std::string& url, const Post* post) {
     const bool https = absl::StartsWithIgnoreCase(url, "https://");
     if (!https && !absl::StartsWithIgnoreCase(url, "http://")) {
-      return absl::InvalidArgumentError(absl::StrCat("GET ", url, ": only http and https URLs are fetched"));
+      return absl::InvalidArgumentError(absl::StrCat(method, " ", url, ": only http and https URLs are fetched"));
     }
     std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), curl_easy_cleanup);
     if (curl == nullptr) return absl::InternalError("curl_easy_init failed");
@@ -65,22 +95,29 @@ class CurlHttpFetcher : public HttpFetcher {
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, nullptr);
     curl_easy_setopt(h, CURLOPT_USERAGENT, "pgward-gateway");
+    if (post != nullptr) {
+      curl_easy_setopt(h, CURLOPT_POSTFIELDS, post->form.c_str());
+      curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(post->form.size()));
+      curl_easy_setopt(h, CURLOPT_HTTPAUTH, CURLAUTH_BASIC);
+      curl_easy_setopt(h, CURLOPT_USERPWD, post->credentials.c_str());
+      // A redirect must not carry the credentials or the token elsewhere.
+      curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    }
 
     const CURLcode rc = curl_easy_perform(h);
     if (body.too_large || rc == CURLE_FILESIZE_EXCEEDED) {
-      return absl::ResourceExhaustedError(absl::StrCat("GET ", url, ": body over 1 MiB"));
+      return absl::ResourceExhaustedError(absl::StrCat(method, " ", url, ": body over 1 MiB"));
     }
     if (rc != CURLE_OK) {
       return absl::UnavailableError(
-          absl::StrCat("GET ", url, ": ", error[0] != '\0' ? error : curl_easy_strerror(rc)));
+          absl::StrCat(method, " ", url, ": ", error[0] != '\0' ? error : curl_easy_strerror(rc)));
     }
     long status = 0;
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    if (status != 200) return absl::UnavailableError(absl::StrCat("GET ", url, ": HTTP status ", status));
+    if (status != 200) return absl::UnavailableError(absl::StrCat(method, " ", url, ": HTTP status ", status));
     return std::move(body.data);
   }
 
- private:
   const std::string ca_file_;
 };
 

@@ -16,6 +16,7 @@
 #include "common/util/log.h"
 #include "gateway/identity/identity_name.h"
 #include "gateway/identity/jws.h"
+#include "gateway/identity/token_claims.h"
 
 namespace pgward::identity {
 namespace {
@@ -23,8 +24,6 @@ namespace {
 using Json = nlohmann::json;
 
 constexpr size_t kMaxJwksFileBytes = 1 << 20;
-// NumericDate values (RFC 7519 2) are clamped here so exp + leeway cannot overflow.
-constexpr int64_t kMaxNumericDate = int64_t{1} << 52;
 
 absl::Status Refused(const char* reason) { return absl::UnauthenticatedError(reason); }
 
@@ -36,18 +35,6 @@ std::optional<Json> DecodeJsonObject(std::string_view b64) {
   return doc;
 }
 
-// RFC 7519 2: NumericDate is a JSON number of seconds, possibly non-integer.
-std::optional<int64_t> NumericDate(const Json& value) {
-  if (value.is_number_unsigned()) return static_cast<int64_t>(std::min<uint64_t>(value.get<uint64_t>(), kMaxNumericDate));
-  if (value.is_number_integer()) return std::clamp<int64_t>(value.get<int64_t>(), -kMaxNumericDate, kMaxNumericDate);
-  if (value.is_number_float()) {
-    const double d = value.get<double>();
-    if (!std::isfinite(d)) return std::nullopt;
-    return static_cast<int64_t>(std::floor(std::clamp<double>(d, -kMaxNumericDate, kMaxNumericDate)));
-  }
-  return std::nullopt;
-}
-
 // RFC 9068 2.1 uses "at+jwt"; RFC 7515 4.1.9 says the "application/" prefix may be present
 // and media types compare case-insensitively.
 bool AcceptableTyp(const Json& header) {
@@ -56,43 +43,6 @@ bool AcceptableTyp(const Json& header) {
   if (!it->is_string()) return false;
   const std::string typ = absl::AsciiStrToLower(it->get_ref<const std::string&>());
   return typ == "jwt" || typ == "at+jwt" || typ == "application/at+jwt";
-}
-
-// RFC 7519 4.1.3: "aud" is a string or an array of strings.
-bool AudienceMatches(const Json& payload, const std::vector<std::string>& audiences) {
-  auto it = payload.find("aud");
-  if (it == payload.end()) return false;
-  auto matches = [&audiences](const Json& v) {
-    if (!v.is_string()) return false;
-    for (const auto& want : audiences) {
-      if (v.get_ref<const std::string&>() == want) return true;
-    }
-    return false;
-  };
-  if (it->is_array()) {
-    for (const Json& v : *it) {
-      if (matches(v)) return true;
-    }
-    return false;
-  }
-  return matches(*it);
-}
-
-// Groups may be an array of strings or one string. Anything else yields no groups: a malformed
-// claim can only cost the caller access, never grant it. Empty names are skipped (no grant
-// can name one); other names are checked by the caller.
-std::vector<std::string> Groups(const Json& payload, const std::string& claim) {
-  std::vector<std::string> groups;
-  auto it = payload.find(claim);
-  if (it == payload.end()) return groups;
-  if (it->is_string()) {
-    if (!it->get_ref<const std::string&>().empty()) groups.push_back(it->get<std::string>());
-  } else if (it->is_array()) {
-    for (const Json& v : *it) {
-      if (v.is_string() && !v.get_ref<const std::string&>().empty()) groups.push_back(v.get<std::string>());
-    }
-  }
-  return groups;
 }
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
@@ -318,45 +268,13 @@ absl::StatusOr<VerifiedToken> TokenVerifier::VerifyUncached(std::string_view tok
     return Refused("bad signature");
   }
 
-  // Claims (RFC 7519 4.1), each with the configured leeway for clock skew.
-  auto exp_it = payload->find("exp");
-  std::optional<int64_t> exp = exp_it == payload->end() ? std::nullopt : NumericDate(*exp_it);
-  if (!exp) return Refused("exp missing");
-  if (now > *exp + config_.leeway_seconds) return Refused("token expired");
-  if (auto nbf_it = payload->find("nbf"); nbf_it != payload->end()) {
-    std::optional<int64_t> nbf = NumericDate(*nbf_it);
-    if (!nbf) return Refused("malformed nbf");
-    if (*nbf - config_.leeway_seconds > now) return Refused("token not yet valid");
-  }
-  if (!AudienceMatches(*payload, issuer->config.audiences)) return Refused("audience mismatch");
-
-  VerifiedToken verified;
-  verified.issuer = issuer->config.issuer_url;
-  auto principal_it = payload->find(config_.principal_claim);
-  if (principal_it == payload->end() || !principal_it->is_string() || principal_it->get_ref<const std::string&>().empty()) {
-    return Refused("principal claim missing");
-  }
-  verified.principal = principal_it->get<std::string>();
-  // A genuine token (signature, issuer, audience and time checked above) may still carry a
-  // name we will not put into logs, audit rows and Postgres settings. Saying why is safe at
-  // this point and tells the token's owner what to fix; the name itself is never echoed.
-  if (absl::Status name = CheckIdentityName(verified.principal); !name.ok()) {
-    return absl::PermissionDeniedError(absl::StrCat("the token's principal name (claim \"", config_.principal_claim,
-                                                    "\") ", name.message()));
-  }
-  if (auto sub_it = payload->find("sub"); sub_it != payload->end() && sub_it->is_string()) {
-    verified.subject = sub_it->get<std::string>();
-  }
-  verified.groups = Groups(*payload, config_.groups_claim);
-  for (const std::string& group : verified.groups) {
-    if (absl::Status name = CheckIdentityName(group); !name.ok()) {
-      return absl::PermissionDeniedError(absl::StrCat("a group name in the token (claim \"", config_.groups_claim,
-                                                      "\") ", name.message()));
-    }
-  }
-  verified.expires_unix = *exp;
-  *valid_until = *exp + config_.leeway_seconds;
-  return verified;
+  ClaimRules rules;
+  rules.issuer = issuer->config.issuer_url;
+  rules.audiences = &issuer->config.audiences;
+  rules.principal_claim = config_.principal_claim;
+  rules.groups_claim = config_.groups_claim;
+  rules.leeway_seconds = config_.leeway_seconds;
+  return VerifiedFromClaims(*payload, rules, now, valid_until);
 }
 
 }  // namespace pgward::identity

@@ -310,7 +310,7 @@ asio::awaitable<absl::Status> FrontendConnection::Login() {
   auto verified = co_await asio::co_spawn(
       *deps_.blocking_pool,
       [this, &token]() -> asio::awaitable<absl::StatusOr<identity::VerifiedToken>> {
-        co_return deps_.verifier->Verify(token);
+        co_return identity::Authenticate(*deps_.verifier, deps_.introspector, token);
       },
       asio::use_awaitable);
   if (!verified.ok()) {
@@ -337,6 +337,7 @@ asio::awaitable<absl::Status> FrontendConnection::Login() {
   caller.client_addr = client_addr_;
   caller.caller_user = std::string(startup.Get("user"));
   caller.application_name = std::string(startup.Get("application_name"));
+  if (deps_.introspector != nullptr) caller.access_token = token;
   // Only the shared allow-list reaches Postgres (the agent applies it again); anything that
   // could change identity, read-only mode or lexing is refused, naming the parameter.
   auto parameters = pgwire::FilterStartupParameters(startup.parameters);

@@ -11,6 +11,7 @@
 #include "common/net/maybe_tls_stream.h"
 #include "common/pgwire/startup.h"
 #include "gateway/broker/session_broker.h"
+#include "gateway/identity/introspector.h"
 #include "gateway/identity/token_verifier.h"
 
 namespace pgward::gateway {
@@ -24,6 +25,9 @@ struct FrontendOptions {
 struct FrontendDeps {
   asio::ssl::context* tls = nullptr;
   identity::TokenVerifier* verifier = nullptr;
+  // With introspection (--oidc-introspection): logins are checked with the IdP too, and the
+  // session keeps its token for the periodic re-check. Null: JWT verification alone.
+  identity::Introspector* introspector = nullptr;
   SessionBroker* broker = nullptr;
   asio::thread_pool* blocking_pool = nullptr;  // token verification may fetch JWKS
   FrontendOptions options;

@@ -122,7 +122,7 @@ class Store {
   // (RecordAgentSessionEnd), in whichever order they arrive:
   //  1. The gateway's own decisions to end a session (IsGatewayDecidedEnd: killed,
   //     grant_deleted, grant_expired, grant_changed, token_expired, agent_deleted,
-  //     agent_token_rotated, principal_revoked) are
+  //     agent_token_rotated, token_revoked, principal_revoked) are
   //     final: nothing replaces them.
   //  2. Otherwise the agent's report wins, time and reason: it saw the upstream connection
   //     close (client_terminate, upstream_closed, lexing_setting_changed, ...), while the

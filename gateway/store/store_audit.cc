@@ -40,14 +40,14 @@ absl::Status Store::InsertSession(const pgward::v1::SessionRecord& s) {
 bool Store::IsGatewayDecidedEnd(std::string_view reason) {
   return reason == "killed" || reason == "grant_deleted" || reason == "token_expired" || reason == "agent_deleted" ||
          reason == "principal_revoked" || reason == "grant_expired" || reason == "grant_changed" ||
-         reason == "agent_token_rotated";
+         reason == "agent_token_rotated" || reason == "token_revoked";
 }
 
 namespace {
 // IsGatewayDecidedEnd as SQL, for the UPDATEs below; keep the two in step.
 constexpr char kDecidedReasons[] =
     "('killed', 'grant_deleted', 'grant_expired', 'grant_changed', 'token_expired', 'agent_deleted', "
-    "'principal_revoked', 'agent_token_rotated')";
+    "'principal_revoked', 'agent_token_rotated', 'token_revoked')";
 }  // namespace
 
 absl::Status Store::EndSession(const std::string& session_id, int64_t ended_unix_ms, const std::string& reason) {

@@ -1,8 +1,11 @@
 // The real test identity provider for pgward: oidc-provider with the client_credentials grant
 // issuing RFC 9068 JWT access tokens (typ at+jwt) for the audience "pgward".
 //
+// Introspection (RFC 7662) and revocation (RFC 7009) are on; a client marked "opaque" gets opaque
+// access tokens (oidc-provider can introspect only the tokens it stores, which JWTs are not).
+//
 // node server.js --port P --clients FILE [--ttl SECONDS] [--keys FILE]
-//   FILE: [{"client_id": "...", "client_secret": "...", "groups": ["..."]}]
+//   FILE: [{"client_id": "...", "client_secret": "...", "groups": ["..."], "opaque": false}]
 //   --port 0 picks a free port; the issuer is http://127.0.0.1:<port>.
 //   --keys FILE: a JWKS with private keys; otherwise an RS256 key is generated at start.
 // Prints "ready <issuer>" on stdout once listening.
@@ -55,6 +58,7 @@ function main() {
   const clients = readJson(values.clients, 'clients file');
   if (!Array.isArray(clients)) fail('clients file must hold a JSON array');
   const groupsByClient = new Map(clients.map((c) => [c.client_id, Array.isArray(c.groups) ? c.groups : []]));
+  const opaqueClients = new Set(clients.filter((c) => c.opaque === true).map((c) => c.client_id));
   const jwks = values.keys ? readJson(values.keys, 'keys file') : generatedJwks();
 
   // Listen first so --port 0 works: the issuer URL must name the real port.
@@ -75,14 +79,18 @@ function main() {
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
+        // Any authenticated client may introspect (the gateway does, with its own credentials);
+        // a client may revoke only its own tokens (the default policy).
+        introspection: { enabled: true, allowedPolicy: async () => true },
+        revocation: { enabled: true },
         resourceIndicators: {
           enabled: true,
           // Callers need not send `resource`: every token is for pgward.
           defaultResource: () => RESOURCE,
-          getResourceServerInfo: () => ({
+          getResourceServerInfo: (ctx, resource, client) => ({
             scope: 'pgward',
             audience: AUDIENCE,
-            accessTokenFormat: 'jwt',
+            accessTokenFormat: opaqueClients.has(client.clientId) ? 'opaque' : 'jwt',
             accessTokenTTL: ttl,
             jwt: { sign: { alg: 'RS256' } },
           }),

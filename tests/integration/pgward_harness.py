@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,8 @@ DEFAULT_CLIENTS: dict[str, list[str]] = {
     "dave-bot": [],             # spare principals for tests that revoke/grant at run time
     "erin-bot": [],
     "ops-bot": ["operators"],   # a group with no grant
+    "opaque-bot": [],           # gets opaque access tokens (introspection tests)
+    "pgward-introspector": [],  # the client an introspecting gateway authenticates as
 }
 # Every agent the harness starts may reach the test Postgres (and the tests' fake upstreams) on
 # 127.0.0.1 and read its password from any agent-env: variable; tests add flags per agent.
@@ -436,7 +439,8 @@ class Idp:
                 fail(f"npm ci in {IDP_DIR} failed: {r.stderr[-2000:]}")
         clients_file = self.dir / "clients.json"
         clients_file.write_text(json.dumps([
-            {"client_id": cid, "client_secret": c["secret"], "groups": c["groups"]}
+            {"client_id": cid, "client_secret": c["secret"], "groups": c["groups"],
+             "opaque": cid.startswith("opaque-")}
             for cid, c in self.clients.items()]))
         keys_file = self.dir / "jwks.json"
         keys_file.write_text(json.dumps(self._jwks()))
@@ -477,6 +481,17 @@ class Idp:
                 return json.load(resp)["access_token"]
         except urllib.error.HTTPError as exc:
             raise HarnessError(f"IdP refused a token for {client_id}: {exc.code} {exc.read()[:300]!r}")
+
+    def revoke_token(self, client_id: str, token: str) -> None:
+        """Revokes `token` at the IdP (RFC 7009), authenticated as its own client."""
+        secret = self.clients[client_id]["secret"]
+        body = urllib.parse.urlencode({"token": token, "token_type_hint": "access_token"}).encode()
+        req = urllib.request.Request(
+            f"{self.issuer}/token/revocation", data=body, method="POST",
+            headers={"Authorization": "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode(),
+                     "Content-Type": "application/x-www-form-urlencoded"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200, resp.status
 
     def token(self, client_id: str) -> str:
         """Token for a registered client, reused while it has > 60 s left."""
