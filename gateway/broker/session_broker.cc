@@ -99,11 +99,6 @@ std::pair<std::string, std::string> LiveSession::KillReason() {
   return {kill_reason_, kill_message_};
 }
 
-pgward::v1::Policy LiveSession::policy() {
-  absl::MutexLock lock(&mu_);
-  return policy_;
-}
-
 bool LiveSession::ReplacePolicy(const pgward::v1::Policy& next) {
   absl::MutexLock lock(&mu_);
   // EffectivePolicy builds policies in one order (classes sorted), so equal bytes mean equal.
@@ -341,14 +336,18 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
   if (check_again) {
     // A revocation or grant change came between Prepare's checks and joining live_, so its
     // scan may have missed this session. It is in live_ now, where any later scan finds it.
-    pgward::v1::Policy now;
-    auto end = co_await OnStore([&] { return EndReasonNow(*session, kGrantDeleted, &now); });
+    // Under recheck_mu_ like every recheck, so policies reach the agent in the store's order.
+    auto end = co_await OnStore([&] {
+      absl::MutexLock recheck(&recheck_mu_);
+      pgward::v1::Policy now;
+      auto reason = EndReasonNow(*session, kGrantDeleted, &now);
+      if (!reason.has_value()) ApplyPolicy(*session, now);
+      return reason;
+    });
     if (end.has_value()) {
       Log(LogLevel::kInfo, "broker", "ending session ", session_id, " of ", token.principal,
           " at once: authorization changed while it opened (", end->first, ")");
       session->Kill(end->first, end->second);
-    } else {
-      ApplyPolicy(*session, now);
     }
   }
   co_return session;

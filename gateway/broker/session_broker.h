@@ -63,9 +63,8 @@ class LiveSession : public std::enable_shared_from_this<LiveSession> {
   void MarkFinished();
   // The kill reason and message, if the session was killed.
   std::pair<std::string, std::string> KillReason();
-  // The effective policy the agent enforces for it (set at open, changed by ReplacePolicy).
-  pgward::v1::Policy policy();
-  // Sets the policy; false if it already was `next` (nothing to tell the agent).
+  // Sets the effective policy the agent enforces for it (at open, and after grant changes);
+  // false if it already was `next` (nothing to tell the agent).
   bool ReplacePolicy(const pgward::v1::Policy& next);
 
  private:
