@@ -271,8 +271,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || grpc_port == 0) Die("cannot listen for gRPC on " + absl::GetFlag(FLAGS_grpc_listen));
   pgward::net::GrpcDriver grpc_driver(std::move(grpc_queue));
-  agent_service.Start(grpc_driver.server_cq());
-  admin_service.Start(grpc_driver.server_cq(), admin_pool.get_executor());
+  agent_service.Start(grpc_driver);
+  admin_service.Start(grpc_driver, admin_pool.get_executor());
 
   asio::io_context io;
   asio::ssl::context tls(asio::ssl::context::tls_server);

@@ -31,7 +31,7 @@ class ServerBidiReactor;
 template <typename Incoming, typename Outgoing>
 class ServerBidiCall {
  public:
-  ServerBidiCall() { context_.AsyncNotifyWhenDone(&done_tag_); }
+  explicit ServerBidiCall(ServerCallCount& count) : ticket_(count) { context_.AsyncNotifyWhenDone(&done_tag_); }
   ServerBidiCall(const ServerBidiCall&) = delete;
   ServerBidiCall& operator=(const ServerBidiCall&) = delete;
 
@@ -51,6 +51,7 @@ class ServerBidiCall {
     Op op_;
   };
 
+  ServerCallCount::Ticket ticket_;  // first: counted out after everything else is gone
   grpc::ServerContext context_;
   grpc::ServerAsyncReaderWriter<Outgoing, Incoming> stream_{&context_};
   ServerBidiReactor<Incoming, Outgoing>* reactor_ = nullptr;  // set once the call arrived
@@ -191,9 +192,9 @@ class BidiAcceptor final : public GrpcTag {
                                        grpc::ServerCompletionQueue*, void*)>;
   using Factory = std::function<void(std::unique_ptr<Call>)>;
 
-  // Call after the server started.
-  static void Start(Requester requester, grpc::ServerCompletionQueue* cq, Factory factory) {
-    (new BidiAcceptor(std::move(requester), cq, std::move(factory)))->Request();
+  // Call after the server started; `driver` polls the server's queue.
+  static void Start(Requester requester, GrpcDriver& driver, Factory factory) {
+    (new BidiAcceptor(std::move(requester), driver, std::move(factory)))->Request();
   }
 
   void Done(bool ok) override {
@@ -207,15 +208,15 @@ class BidiAcceptor final : public GrpcTag {
   }
 
  private:
-  BidiAcceptor(Requester requester, grpc::ServerCompletionQueue* cq, Factory factory)
-      : requester_(std::move(requester)), cq_(cq), factory_(std::move(factory)) {}
+  BidiAcceptor(Requester requester, GrpcDriver& driver, Factory factory)
+      : requester_(std::move(requester)), driver_(driver), factory_(std::move(factory)) {}
   void Request() {
-    call_ = std::make_unique<Call>();
-    requester_(&call_->context(), &call_->stream(), cq_, this);
+    call_ = std::make_unique<Call>(driver_.server_calls());
+    requester_(&call_->context(), &call_->stream(), driver_.server_cq(), this);
   }
 
   Requester requester_;
-  grpc::ServerCompletionQueue* cq_;
+  GrpcDriver& driver_;
   Factory factory_;
   std::unique_ptr<Call> call_;
 };
@@ -232,9 +233,9 @@ class UnaryMethod {
 
   // Call after the server started. Calls in progress when the server shuts down still finish;
   // keep `executor` running until grpc::Server::Shutdown returned.
-  static void Start(Requester requester, grpc::ServerCompletionQueue* cq, asio::any_io_executor executor,
-                    Handler handler) {
-    auto method = std::make_shared<const Method>(Method{std::move(requester), cq, std::move(executor),
+  static void Start(Requester requester, GrpcDriver& driver, asio::any_io_executor executor, Handler handler) {
+    auto method = std::make_shared<const Method>(Method{std::move(requester), driver.server_cq(),
+                                                        &driver.server_calls(), std::move(executor),
                                                         std::move(handler)});
     new Pending(std::move(method));
   }
@@ -243,6 +244,7 @@ class UnaryMethod {
   struct Method {
     Requester requester;
     grpc::ServerCompletionQueue* cq;
+    ServerCallCount* count;
     asio::any_io_executor executor;
     Handler handler;
   };
@@ -250,7 +252,8 @@ class UnaryMethod {
   // One call: requested, then handled, then finished.
   class Pending final : public GrpcTag {
    public:
-    explicit Pending(std::shared_ptr<const Method> method) : method_(std::move(method)) {
+    explicit Pending(std::shared_ptr<const Method> method)
+        : ticket_(*method->count), method_(std::move(method)) {
       method_->requester(&context_, &request_, &responder_, method_->cq, this);
     }
     void Done(bool ok) override {
@@ -267,6 +270,7 @@ class UnaryMethod {
     }
 
    private:
+    ServerCallCount::Ticket ticket_;  // first: counted out after everything else is gone
     std::shared_ptr<const Method> method_;
     grpc::ServerContext context_;
     Request request_;

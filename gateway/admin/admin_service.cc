@@ -514,12 +514,12 @@ namespace {
 template <typename Request, typename Response, typename RequestFn>
 void StartMethod(AdminServiceImpl* impl, pgward::v1::AdminService::AsyncService* service, RequestFn request,
                  grpc::Status (AdminServiceImpl::*method)(grpc::ServerContext*, const Request*, Response*),
-                 grpc::ServerCompletionQueue* cq, const asio::any_io_executor& executor) {
+                 net::GrpcDriver& driver, const asio::any_io_executor& executor) {
   net::UnaryMethod<Request, Response>::Start(
       [service, request](grpc::ServerContext* context, Request* req, grpc::ServerAsyncResponseWriter<Response>* writer,
                          grpc::ServerCompletionQueue* queue,
                          void* tag) { (service->*request)(context, req, writer, queue, queue, tag); },
-      cq, executor,
+      driver, executor,
       [impl, method](grpc::ServerContext& context, const Request& req, Response& resp) {
         return (impl->*method)(&context, &req, &resp);
       });
@@ -527,26 +527,26 @@ void StartMethod(AdminServiceImpl* impl, pgward::v1::AdminService::AsyncService*
 
 }  // namespace
 
-void AdminServiceImpl::Start(grpc::ServerCompletionQueue* cq, const asio::any_io_executor& executor) {
+void AdminServiceImpl::Start(net::GrpcDriver& driver, const asio::any_io_executor& executor) {
   using Service = pgward::v1::AdminService::AsyncService;
-  StartMethod(this, &service_, &Service::RequestCreateAgent, &AdminServiceImpl::CreateAgent, cq, executor);
-  StartMethod(this, &service_, &Service::RequestListAgents, &AdminServiceImpl::ListAgents, cq, executor);
-  StartMethod(this, &service_, &Service::RequestDeleteAgent, &AdminServiceImpl::DeleteAgent, cq, executor);
-  StartMethod(this, &service_, &Service::RequestRotateAgent, &AdminServiceImpl::RotateAgent, cq, executor);
-  StartMethod(this, &service_, &Service::RequestCreateConnection, &AdminServiceImpl::CreateConnection, cq, executor);
-  StartMethod(this, &service_, &Service::RequestUpdateConnection, &AdminServiceImpl::UpdateConnection, cq, executor);
-  StartMethod(this, &service_, &Service::RequestListConnections, &AdminServiceImpl::ListConnections, cq, executor);
-  StartMethod(this, &service_, &Service::RequestDeleteConnection, &AdminServiceImpl::DeleteConnection, cq, executor);
-  StartMethod(this, &service_, &Service::RequestCreateGrant, &AdminServiceImpl::CreateGrant, cq, executor);
-  StartMethod(this, &service_, &Service::RequestUpdateGrant, &AdminServiceImpl::UpdateGrant, cq, executor);
-  StartMethod(this, &service_, &Service::RequestListGrants, &AdminServiceImpl::ListGrants, cq, executor);
-  StartMethod(this, &service_, &Service::RequestDeleteGrant, &AdminServiceImpl::DeleteGrant, cq, executor);
-  StartMethod(this, &service_, &Service::RequestRevokePrincipal, &AdminServiceImpl::RevokePrincipal, cq, executor);
-  StartMethod(this, &service_, &Service::RequestRestorePrincipal, &AdminServiceImpl::RestorePrincipal, cq, executor);
-  StartMethod(this, &service_, &Service::RequestListRevocations, &AdminServiceImpl::ListRevocations, cq, executor);
-  StartMethod(this, &service_, &Service::RequestListSessions, &AdminServiceImpl::ListSessions, cq, executor);
-  StartMethod(this, &service_, &Service::RequestKillSession, &AdminServiceImpl::KillSession, cq, executor);
-  StartMethod(this, &service_, &Service::RequestListAudit, &AdminServiceImpl::ListAudit, cq, executor);
+  StartMethod(this, &service_, &Service::RequestCreateAgent, &AdminServiceImpl::CreateAgent, driver, executor);
+  StartMethod(this, &service_, &Service::RequestListAgents, &AdminServiceImpl::ListAgents, driver, executor);
+  StartMethod(this, &service_, &Service::RequestDeleteAgent, &AdminServiceImpl::DeleteAgent, driver, executor);
+  StartMethod(this, &service_, &Service::RequestRotateAgent, &AdminServiceImpl::RotateAgent, driver, executor);
+  StartMethod(this, &service_, &Service::RequestCreateConnection, &AdminServiceImpl::CreateConnection, driver, executor);
+  StartMethod(this, &service_, &Service::RequestUpdateConnection, &AdminServiceImpl::UpdateConnection, driver, executor);
+  StartMethod(this, &service_, &Service::RequestListConnections, &AdminServiceImpl::ListConnections, driver, executor);
+  StartMethod(this, &service_, &Service::RequestDeleteConnection, &AdminServiceImpl::DeleteConnection, driver, executor);
+  StartMethod(this, &service_, &Service::RequestCreateGrant, &AdminServiceImpl::CreateGrant, driver, executor);
+  StartMethod(this, &service_, &Service::RequestUpdateGrant, &AdminServiceImpl::UpdateGrant, driver, executor);
+  StartMethod(this, &service_, &Service::RequestListGrants, &AdminServiceImpl::ListGrants, driver, executor);
+  StartMethod(this, &service_, &Service::RequestDeleteGrant, &AdminServiceImpl::DeleteGrant, driver, executor);
+  StartMethod(this, &service_, &Service::RequestRevokePrincipal, &AdminServiceImpl::RevokePrincipal, driver, executor);
+  StartMethod(this, &service_, &Service::RequestRestorePrincipal, &AdminServiceImpl::RestorePrincipal, driver, executor);
+  StartMethod(this, &service_, &Service::RequestListRevocations, &AdminServiceImpl::ListRevocations, driver, executor);
+  StartMethod(this, &service_, &Service::RequestListSessions, &AdminServiceImpl::ListSessions, driver, executor);
+  StartMethod(this, &service_, &Service::RequestKillSession, &AdminServiceImpl::KillSession, driver, executor);
+  StartMethod(this, &service_, &Service::RequestListAudit, &AdminServiceImpl::ListAudit, driver, executor);
 }
 
 }  // namespace pgward::admin

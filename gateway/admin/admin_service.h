@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "common/crypto/secret_box.h"
+#include "common/net/grpc_driver.h"
 #include "gateway/admin/admin_interfaces.h"
 #include "gateway/store/store.h"
 #include "pgward/v1/admin.grpc.pb.h"
@@ -37,7 +38,7 @@ class AdminServiceImpl {
   grpc::Service* service() { return &service_; }
   // Starts serving every method; after the server started. Keep `executor` running until
   // grpc::Server::Shutdown returned.
-  void Start(grpc::ServerCompletionQueue* cq, const asio::any_io_executor& executor);
+  void Start(net::GrpcDriver& driver, const asio::any_io_executor& executor);
 
   // One method per rpc of admin.proto, served by Start. They block on the store.
   grpc::Status CreateAgent(grpc::ServerContext* ctx, const pgward::v1::CreateAgentRequest* req,

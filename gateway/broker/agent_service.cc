@@ -66,7 +66,7 @@ void AgentServiceImpl::AuthenticateOffThread(const grpc::ServerContext& context,
   });
 }
 
-void AgentServiceImpl::Start(grpc::ServerCompletionQueue* cq) {
+void AgentServiceImpl::Start(net::GrpcDriver& driver) {
   using pgward::v1::AgentMessage;
   using pgward::v1::GatewayMessage;
   using pgward::v1::SessionFrame;
@@ -74,7 +74,7 @@ void AgentServiceImpl::Start(grpc::ServerCompletionQueue* cq) {
       [this](grpc::ServerContext* context, grpc::ServerAsyncReaderWriter<GatewayMessage, AgentMessage>* stream,
              grpc::ServerCompletionQueue* queue,
              void* tag) { service_.RequestControl(context, stream, queue, queue, tag); },
-      cq,
+      driver,
       [this](std::unique_ptr<ControlStream::Call> call) {
         new ControlStream(std::move(call), ControlStream::Deps{this, &registry_, &audit_, &broker_, &store_,
                                                                heartbeat_interval_ms_, store_executor_});
@@ -83,7 +83,7 @@ void AgentServiceImpl::Start(grpc::ServerCompletionQueue* cq) {
       [this](grpc::ServerContext* context, grpc::ServerAsyncReaderWriter<SessionFrame, SessionFrame>* stream,
              grpc::ServerCompletionQueue* queue,
              void* tag) { service_.RequestSession(context, stream, queue, queue, tag); },
-      cq,
+      driver,
       [this](std::unique_ptr<SessionStream::Call> call) {
         new SessionStream(std::move(call), *this, broker_);
       });

@@ -8,6 +8,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "common/net/grpc_driver.h"
 #include "gateway/broker/authentication_gate.h"
 #include "gateway/broker/agent_registry.h"
 #include "gateway/broker/audit_writer.h"
@@ -39,7 +40,7 @@ class AgentServiceImpl {
   // For ServerBuilder::RegisterService.
   grpc::Service* service() { return &service_; }
   // Starts accepting Control and Session streams; after the server started.
-  void Start(grpc::ServerCompletionQueue* cq);
+  void Start(net::GrpcDriver& driver);
 
   // Every stream, Control and Session alike, is authenticated when it opens; a deleted agent's
   // open streams are ended by SessionBroker::AgentDeleted. Blocking (store): on store_executor.

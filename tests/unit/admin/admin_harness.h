@@ -116,7 +116,7 @@ class AdminHarness {
     auto queue = builder.AddCompletionQueue();
     server_ = builder.BuildAndStart();
     driver_ = std::make_unique<net::GrpcDriver>(std::move(queue));
-    service_.Start(driver_->server_cq(), handlers_.get_executor());
+    service_.Start(*driver_, handlers_.get_executor());
     channel_ = grpc::CreateChannel(address(), client_credentials);
     stub_ = pgward::v1::AdminService::NewStub(channel_);
   }

@@ -81,7 +81,7 @@ FakeGateway::FakeGateway() {
       [this](grpc::ServerContext* context, grpc::ServerAsyncReaderWriter<SessionFrame, SessionFrame>* stream,
              grpc::ServerCompletionQueue* queue,
              void* tag) { service_.RequestSession(context, stream, queue, queue, tag); },
-      driver_->server_cq(),
+      *driver_,
       [this](std::unique_ptr<net::ServerBidiCall<SessionFrame, SessionFrame>> call) {
         auto state = std::make_shared<Call>();
         new Reactor(std::move(call), state);  // deletes itself in OnDone

@@ -58,7 +58,7 @@ class RelayHarness {
     auto queue = builder.AddCompletionQueue();
     server_ = builder.BuildAndStart();
     driver_ = std::make_unique<net::GrpcDriver>(std::move(queue));
-    agent_service_.Start(driver_->server_cq());
+    agent_service_.Start(*driver_);
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port_), grpc::InsecureChannelCredentials());
 
     acceptor_.open(asio::ip::tcp::v4());
