@@ -1,9 +1,10 @@
 # The gateway's own code: broker, AgentService, the relay (Postgres endpoint, caller connections and
-# their session streams), and the binary.
+# their session streams), the identity provider's event endpoint, and the binary.
 add_library(pgward_gateway_core STATIC
   broker/agent_registry.cc broker/agent_service.cc broker/audit_writer.cc broker/control_stream.cc
   broker/event_bounds.cc broker/session_admission.cc
   broker/session_broker.cc
+  events/events_listener.cc events/http_request.cc events/security_event.cc events/security_event_receiver.cc
   relay/frontend_connection.cc relay/pg_listener.cc relay/session_stream.cc)
 pgward_target_defaults(pgward_gateway_core)
 target_link_libraries(pgward_gateway_core PUBLIC pgward_proto pgward_store pgward_admin pgward_identity

@@ -15,6 +15,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "absl/synchronization/mutex.h"
 #include "common/crypto/secret_box.h"
@@ -29,6 +30,8 @@
 #include "gateway/broker/agent_service.h"
 #include "gateway/broker/audit_writer.h"
 #include "gateway/broker/session_broker.h"
+#include "gateway/events/events_listener.h"
+#include "gateway/events/security_event_receiver.h"
 #include "gateway/relay/pg_listener.h"
 #include "gateway/identity/http_fetcher.h"
 #include "gateway/identity/issuer_scoped_name.h"
@@ -50,6 +53,9 @@ ABSL_FLAG(std::string, oidc_client_id, "", "the gateway's own client id at the i
 ABSL_FLAG(std::string, oidc_client_secret_file, "", "file holding that client's secret");
 ABSL_FLAG(absl::Duration, recheck_interval, absl::Seconds(30),
           "with --oidc-introspection: how often every live session's token is introspected again");
+ABSL_FLAG(std::string, events_listen, "",
+          "HTTPS endpoint HOST:PORT for security events pushed by the identity provider (POST /ssf/events, "
+          "RFC 8935); off when empty");
 ABSL_FLAG(std::string, principal_claim, "sub", "token claim that names the principal");
 ABSL_FLAG(std::string, groups_claim, "groups", "token claim that lists the principal's groups");
 ABSL_FLAG(std::vector<std::string>, admin_principal, {},
@@ -297,8 +303,34 @@ int main(int argc, char** argv) {
   if (!listening.ok()) Die(std::string(listening.message()));
   asio::co_spawn(io, listener.AcceptLoop(), asio::detached);
 
+  // The identity provider's revocation events (RFC 8935 push of CAEP/RISC SETs): the subject's
+  // cut-off is stored first, so its tokens issued before the event are refused from then on
+  // (and after a restart), then its live sessions with such tokens end.
+  std::unique_ptr<pgward::events::SecurityEventReceiver> event_receiver;
+  std::unique_ptr<pgward::events::EventsListener> events_listener;
+  if (!absl::GetFlag(FLAGS_events_listen).empty()) {
+    event_receiver = std::make_unique<pgward::events::SecurityEventReceiver>(
+        [&verifier](std::string_view set) { return verifier.VerifySecurityEvent(set); },
+        [&store, &broker](const pgward::events::SubjectEvent& event) -> absl::StatusOr<uint32_t> {
+          const int64_t received_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          std::chrono::system_clock::now().time_since_epoch()).count();
+          auto cutoff = (*store)->RaiseSubjectCutoff(event.subject_issuer, event.subject, event.event_unix,
+                                                     event.type, received_ms);
+          if (!cutoff.ok()) return cutoff.status();
+          return broker.SubjectRevoked(event.subject_issuer, event.subject, *cutoff,
+                                       pgward::events::EventName(event.type));
+        });
+    events_listener = std::make_unique<pgward::events::EventsListener>(io, tls, blocking_pool, *event_receiver);
+    absl::Status events_listening = events_listener->Listen(absl::GetFlag(FLAGS_events_listen));
+    if (!events_listening.ok()) Die("--events-listen: " + std::string(events_listening.message()));
+    asio::co_spawn(io, events_listener->AcceptLoop(), asio::detached);
+  }
+
   pgward::Log(pgward::LogLevel::kInfo, "gateway", "pgward-gateway ", PGWARD_VERSION, " listening: postgres :",
-              listener.port(), ", grpc :", grpc_port, ", data dir ", data_dir);
+              listener.port(), ", grpc :", grpc_port,
+              events_listener ? absl::StrCat(", events https :", events_listener->port(), pgward::events::kEventsPath)
+                              : std::string(),
+              ", data dir ", data_dir);
 
   // The re-check: every interval, each live session's token is introspected again (no cache);
   // those the IdP no longer calls active end (57P01, token_revoked).

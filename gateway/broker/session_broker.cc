@@ -46,6 +46,12 @@ std::string RevokedEndMessage(const pgward::v1::Revocation& r) {
                                               "\" was revoked by an administrator");
 }
 
+// What the caller of a session ended by the identity provider's revocation event is told.
+std::string IdpRevokedEndMessage(const std::string& what) {
+  return absl::StrCat("pgward: the session ended because the identity provider revoked its principal's tokens (",
+                      what, ")");
+}
+
 const std::pair<std::string, std::string> kGrantDeleted{"grant_deleted",
                                                        "pgward: the session ended because its grant was deleted"};
 const std::pair<std::string, std::string> kGrantExpired{"grant_expired",
@@ -154,6 +160,14 @@ absl::StatusOr<SessionBroker::PreparedSession> SessionBroker::Prepare(const iden
         r.principal().empty()
             ? absl::StrCat("principal \"", token.principal, "\" is revoked: its group \"", r.group(), "\" was revoked")
             : absl::StrCat("principal \"", token.principal, "\" is revoked"));
+  }
+  // The identity provider's revocation event (gateway/events) bars tokens issued before it.
+  auto cutoff = store_.SubjectCutoff(token.issuer, token.subject);
+  if (!cutoff.ok()) return absl::UnavailableError("the gateway store is unavailable");
+  if (token.issued_unix < *cutoff) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "principal \"", token.principal,
+        "\": the identity provider revoked its tokens issued before this one's; present a newly issued token"));
   }
   auto connection = store_.GetConnection(connection_name);
   if (!connection.ok()) {
@@ -283,6 +297,8 @@ asio::awaitable<absl::StatusOr<std::shared_ptr<LiveSession>>> SessionBroker::Ope
       session->connection = connection_name;
       session->agent = agent;
       session->groups = token.groups;
+      session->subject = token.subject;
+      session->token_issued_unix = token.issued_unix;
       session->access_token = caller.access_token;
       session->opened = stream->first_frame().opened();
       session->stream = stream;
@@ -432,10 +448,14 @@ std::optional<std::pair<std::string, std::string>> SessionBroker::EndReasonNow(
   if (revoked.ok() && revoked->has_value()) {
     return std::pair<std::string, std::string>("principal_revoked", RevokedEndMessage(**revoked));
   }
+  auto cutoff = store_.SubjectCutoff(session.issuer, session.subject);
+  if (cutoff.ok() && session.token_issued_unix < *cutoff) {
+    return std::pair<std::string, std::string>("token_revoked", IdpRevokedEndMessage("a revocation event"));
+  }
   auto grants = store_.FindGrants(session.issuer, session.principal, session.groups, session.connection, NowMillis(),
                                   options_.issuerless_grants_issuer);
   // Fail closed: a session whose authorization cannot be confirmed ends too.
-  if (!revoked.ok() || !grants.ok() || grants->empty()) return uncovered;
+  if (!revoked.ok() || !cutoff.ok() || !grants.ok() || grants->empty()) return uncovered;
   if (policy != nullptr) *policy = EffectivePolicy(*grants);
   return std::nullopt;
 }
@@ -620,6 +640,26 @@ uint32_t SessionBroker::PrincipalRevoked(const pgward::v1::Revocation& revocatio
         session->agent, ": ", revocation.principal().empty() ? "its group " : "the principal ",
         revocation.principal().empty() ? revocation.group() : revocation.principal(), " was revoked");
     session->Kill("principal_revoked", RevokedEndMessage(revocation));
+  }
+  return static_cast<uint32_t>(sessions.size());
+}
+
+uint32_t SessionBroker::SubjectRevoked(const std::string& issuer, const std::string& subject,
+                                       int64_t not_before_unix, const std::string& what) {
+  std::vector<std::shared_ptr<LiveSession>> sessions;
+  {
+    absl::MutexLock lock(&mu_);
+    ++authorization_epoch_;
+    for (const auto& [id, session] : live_) {
+      if (session->issuer == issuer && session->subject == subject && session->token_issued_unix < not_before_unix) {
+        sessions.push_back(session);
+      }
+    }
+  }
+  for (const auto& session : sessions) {
+    Log(LogLevel::kInfo, "broker", "ending session ", session->session_id, " of ", session->principal, " on agent ",
+        session->agent, ": the identity provider revoked its tokens (", what, ")");
+    session->Kill("token_revoked", IdpRevokedEndMessage(what));
   }
   return static_cast<uint32_t>(sessions.size());
 }

@@ -41,6 +41,8 @@ class LiveSession : public std::enable_shared_from_this<LiveSession> {
  public:
   std::string session_id, principal, issuer, connection, agent;
   std::vector<std::string> groups;
+  std::string subject;       // the token's "sub", which the IdP's revocation events name
+  int64_t token_issued_unix = 0;  // the token's "iat" (VerifiedToken::issued_unix)
   std::string access_token;  // CallerInfo::access_token: empty unless tokens are re-checked
   int32_t cancel_pid = 0;
   uint32_t cancel_key = 0;
@@ -117,6 +119,12 @@ class SessionBroker : public admin::LiveDirectory {
   uint32_t RecheckTokens(const std::function<absl::StatusOr<bool>(const std::string& token)>& active);
   // Ends the live sessions the revocation covers (57P01); returns how many.
   uint32_t PrincipalRevoked(const pgward::v1::Revocation& revocation) override;
+  // The identity provider revoked (issuer, subject) as of `not_before_unix` (a CAEP or RISC
+  // event, already stored as the subject's cut-off): its live sessions whose token was issued
+  // before then end (57P01, end reason token_revoked, `what` naming the event in the
+  // message); logins racing it are checked again. Returns how many ended.
+  uint32_t SubjectRevoked(const std::string& issuer, const std::string& subject, int64_t not_before_unix,
+                          const std::string& what);
   // A grant was created or its expiry changed: the expiry watch looks again for the next grant
   // to expire, and live sessions it covers get their (wider) effective policy.
   void GrantAdded() override;

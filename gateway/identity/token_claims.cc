@@ -106,6 +106,12 @@ absl::StatusOr<VerifiedToken> VerifiedFromClaims(const Json& claims, const Claim
     }
   }
   verified.expires_unix = *exp;
+  // Only compared with the identity provider's revocation cut-offs (gateway/events): a token
+  // without a usable iat counts as older than any of them, and one dated in the future (an
+  // IdP clock ahead of ours) as issued now, so it cannot outlive a cut-off made now.
+  if (auto iat_it = claims.find("iat"); iat_it != claims.end()) {
+    verified.issued_unix = std::min(NumericDate(*iat_it).value_or(0), now);
+  }
   *valid_until = *exp + rules.leeway_seconds;
   return verified;
 }

@@ -45,6 +45,15 @@ bool AcceptableTyp(const Json& header) {
   return typ == "jwt" || typ == "at+jwt" || typ == "application/at+jwt";
 }
 
+// RFC 8417 2.3: "secevent+jwt", with the optional "application/" prefix, in any case. Required:
+// without it an access token or ID token could be replayed as an event.
+bool SecurityEventTyp(const Json& header) {
+  auto it = header.find("typ");
+  if (it == header.end() || !it->is_string()) return false;
+  const std::string typ = absl::AsciiStrToLower(it->get_ref<const std::string&>());
+  return typ == "secevent+jwt" || typ == "application/secevent+jwt";
+}
+
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open JWKS file ", path));
@@ -224,38 +233,72 @@ absl::StatusOr<VerifiedToken> TokenVerifier::Verify(std::string_view token) {
 
 absl::StatusOr<VerifiedToken> TokenVerifier::VerifyUncached(std::string_view token, int64_t now,
                                                             int64_t* valid_until) {
+  Json payload;
+  absl::StatusOr<IssuerState*> issuer = VerifySigned(token, TokenKind::kAccessToken, now, &payload);
+  // Logins see one code for every reason (Verify's contract).
+  if (!issuer.ok()) return absl::UnauthenticatedError(issuer.status().message());
+  ClaimRules rules;
+  rules.issuer = (*issuer)->config.issuer_url;
+  rules.audiences = &(*issuer)->config.audiences;
+  rules.principal_claim = config_.principal_claim;
+  rules.groups_claim = config_.groups_claim;
+  rules.leeway_seconds = config_.leeway_seconds;
+  return VerifiedFromClaims(payload, rules, now, valid_until);
+}
+
+absl::StatusOr<VerifiedSecurityEvent> TokenVerifier::VerifySecurityEvent(std::string_view set) {
+  if (set.empty()) return absl::InvalidArgumentError("empty body");
+  if (set.size() > config_.max_token_bytes) return absl::InvalidArgumentError("token too large");
+  Json payload;
+  absl::StatusOr<IssuerState*> issuer;
+  try {
+    issuer = VerifySigned(set, TokenKind::kSecurityEvent, now_unix_(), &payload);
+  } catch (const Json::exception&) {
+    return absl::InvalidArgumentError("malformed token");
+  }
+  if (!issuer.ok()) return issuer.status();
+  // RFC 8417 2.2: a SET's "aud" names its recipients; ours are the access tokens' audiences.
+  if (!AudienceMatches(payload, (*issuer)->config.audiences)) return absl::PermissionDeniedError("audience mismatch");
+  return VerifiedSecurityEvent{(*issuer)->config.issuer_url, payload.dump()};
+}
+
+absl::StatusOr<TokenVerifier::IssuerState*> TokenVerifier::VerifySigned(std::string_view token, TokenKind kind,
+                                                                        int64_t now, Json* payload) {
+  auto malformed = [](const char* reason) { return absl::InvalidArgumentError(reason); };
   auto jws = SplitCompactJws(token);
-  if (!jws.ok()) return Refused("malformed token");
+  if (!jws.ok()) return malformed("malformed token");
   std::optional<Json> header = DecodeJsonObject(jws->header_b64);
-  if (!header) return Refused("malformed token header");
+  if (!header) return malformed("malformed token header");
 
   // Header checks (RFC 7515 4.1). Reasons never echo header values: they are attacker input.
   auto alg_it = header->find("alg");
-  if (alg_it == header->end() || !alg_it->is_string()) return Refused("malformed token: no alg");
+  if (alg_it == header->end() || !alg_it->is_string()) return malformed("malformed token: no alg");
   const std::string& alg_name = alg_it->get_ref<const std::string&>();
   if (absl::EqualsIgnoreCase(alg_name, "none")) return Refused("alg none refused");
   if (absl::StartsWithIgnoreCase(alg_name, "HS")) return Refused("HMAC algorithms refused");
   std::optional<JwsAlgorithm> alg = JwsAlgorithmFromName(alg_name);
   if (!alg) return Refused("unsupported alg");
-  if (!AcceptableTyp(*header)) return Refused("token typ refused");
+  if (kind == TokenKind::kAccessToken ? !AcceptableTyp(*header) : !SecurityEventTyp(*header)) {
+    return malformed("token typ refused");
+  }
   // RFC 7515 4.1.11: we implement no header extensions, so any "crit" must be refused.
   if (header->contains("crit")) return Refused("crit header refused");
   std::string kid;
   if (auto kid_it = header->find("kid"); kid_it != header->end()) {
-    if (!kid_it->is_string()) return Refused("malformed token: kid not a string");
+    if (!kid_it->is_string()) return malformed("malformed token: kid not a string");
     kid = kid_it->get<std::string>();
   }
 
-  std::optional<Json> payload = DecodeJsonObject(jws->payload_b64);
-  if (!payload) return Refused("malformed token payload");
-  auto iss_it = payload->find("iss");
-  if (iss_it == payload->end() || !iss_it->is_string()) return Refused("issuer missing");
+  std::optional<Json> claims = DecodeJsonObject(jws->payload_b64);
+  if (!claims) return malformed("malformed token payload");
+  auto iss_it = claims->find("iss");
+  if (iss_it == claims->end() || !iss_it->is_string()) return malformed("issuer missing");
   IssuerState* issuer = FindIssuer(iss_it->get_ref<const std::string&>());
-  if (issuer == nullptr) return Refused("issuer not trusted");
+  if (issuer == nullptr) return absl::NotFoundError("issuer not trusted");
 
   // Key selection and signature before any other claim is believed.
   std::shared_ptr<const JwksCache> keys = CurrentKeys(*issuer, now);
-  if (keys == nullptr) return Refused("issuer keys unavailable");
+  if (keys == nullptr) return absl::UnavailableError("issuer keys unavailable");
   std::shared_ptr<const JsonWebKey> key = keys->Find(kid, *alg);
   if (key == nullptr) {
     if (kid.empty()) return Refused("missing kid and issuer has several keys");
@@ -267,14 +310,8 @@ absl::StatusOr<VerifiedToken> TokenVerifier::VerifyUncached(std::string_view tok
   if (!VerifyJwsSignature(*alg, key->pkey.get(), jws->signing_input, jws->signature)) {
     return Refused("bad signature");
   }
-
-  ClaimRules rules;
-  rules.issuer = issuer->config.issuer_url;
-  rules.audiences = &issuer->config.audiences;
-  rules.principal_claim = config_.principal_claim;
-  rules.groups_claim = config_.groups_claim;
-  rules.leeway_seconds = config_.leeway_seconds;
-  return VerifiedFromClaims(*payload, rules, now, valid_until);
+  *payload = *std::move(claims);
+  return issuer;
 }
 
 }  // namespace pgward::identity

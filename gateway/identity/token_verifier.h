@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -35,6 +37,12 @@ struct VerifierConfig {
   int64_t unknown_kid_min_interval_seconds = 10;  // rate limit for refresh-on-unknown-kid
 };
 
+// A Security Event Token (RFC 8417) whose signature and audience verified.
+struct VerifiedSecurityEvent {
+  std::string issuer;        // its "iss", one of the trusted issuers
+  std::string payload_json;  // its claims, for SecurityEvent parsing (gateway/events)
+};
+
 class TokenVerifier {
  public:
   // `now_unix` is injectable for tests; null means std::time.
@@ -56,8 +64,18 @@ class TokenVerifier {
   // (identity_name.h); its message is safe to show the caller and never echoes the name.
   absl::StatusOr<VerifiedToken> Verify(std::string_view token);
 
+  // A SET pushed to the gateway (RFC 8935): typ "secevent+jwt" (RFC 8417 2.3, which keeps an
+  // access or ID token from passing for one), signed by a trusted issuer's key (the access
+  // tokens' rules: no alg none, no HMAC, no crit) and with an "aud" among that issuer's
+  // audiences. Thread-safe. Error codes, for the RFC 8935 2.3 error a transmitter is sent:
+  // kInvalidArgument malformed or not a SET (invalid_request), kNotFound issuer not trusted
+  // (invalid_issuer), kUnauthenticated key or signature (invalid_key), kPermissionDenied
+  // audience (invalid_audience). Messages never echo the token.
+  absl::StatusOr<VerifiedSecurityEvent> VerifySecurityEvent(std::string_view set);
+
  private:
   struct IssuerState;
+  enum class TokenKind { kAccessToken, kSecurityEvent };
 
   IssuerState* FindIssuer(std::string_view iss);
   // The issuer's current key snapshot, refreshed first when older than jwks_refresh_seconds.
@@ -70,6 +88,10 @@ class TokenVerifier {
   absl::StatusOr<std::string> FetchJwksDocument(IssuerState& issuer);
   absl::StatusOr<VerifiedToken> VerifyUncached(std::string_view token, int64_t now,
                                                int64_t* valid_until);
+  // The JWS checks both kinds share: header (RFC 7515 4.1), trusted issuer, key and signature.
+  // Fills `payload` and returns the issuer; error codes as VerifySecurityEvent's.
+  absl::StatusOr<IssuerState*> VerifySigned(std::string_view token, TokenKind kind, int64_t now,
+                                            nlohmann::json* payload);
 
   const VerifierConfig config_;
   const std::unique_ptr<HttpFetcher> fetcher_;

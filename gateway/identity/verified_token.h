@@ -13,6 +13,7 @@ struct VerifiedToken {
   std::string subject;               // "sub" (may equal principal)
   std::vector<std::string> groups;   // configured groups claim; empty when absent
   int64_t expires_unix = 0;          // "exp"
+  int64_t issued_unix = 0;           // "iat"; 0 when absent (then older than any cut-off)
 };
 
 }  // namespace pgward::identity

@@ -25,22 +25,23 @@ absl::Status ParseHostPort(const std::string& address, std::string* host, uint16
   return absl::OkStatus();
 }
 
-absl::Status PgListener::Listen(const std::string& address) {
+absl::Status ListenOn(asio::ip::tcp::acceptor& acceptor, const std::string& address) {
   std::string host;
   uint16_t port = 0;
-  absl::Status parsed = ParseHostPort(address, &host, &port);
-  if (!parsed.ok()) return parsed;
+  if (absl::Status parsed = ParseHostPort(address, &host, &port); !parsed.ok()) return parsed;
   asio::error_code ec;
   auto ip = asio::ip::make_address(host, ec);
   if (ec) return absl::InvalidArgumentError(absl::StrCat("bad listen address '", host, "': ", ec.message()));
   asio::ip::tcp::endpoint endpoint(ip, port);
-  acceptor_.open(endpoint.protocol(), ec);
-  if (!ec) acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
-  if (!ec) acceptor_.bind(endpoint, ec);
-  if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) acceptor.bind(endpoint, ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return absl::UnavailableError(absl::StrCat("cannot listen on ", address, ": ", ec.message()));
   return absl::OkStatus();
 }
+
+absl::Status PgListener::Listen(const std::string& address) { return ListenOn(acceptor_, address); }
 
 asio::awaitable<void> PgListener::AcceptLoop() {
   for (;;) {

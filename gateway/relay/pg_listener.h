@@ -32,4 +32,7 @@ class PgListener {
 // Splits "host:port", "[v6]:port" or ":port" (all interfaces).
 absl::Status ParseHostPort(const std::string& address, std::string* host, uint16_t* port);
 
+// Opens, binds and listens `acceptor` on `address` (ParseHostPort's forms), reusing the address.
+absl::Status ListenOn(asio::ip::tcp::acceptor& acceptor, const std::string& address);
+
 }  // namespace pgward::gateway

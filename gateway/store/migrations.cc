@@ -117,11 +117,25 @@ ALTER TABLE agents ADD COLUMN previous_token_hash TEXT NOT NULL DEFAULT '';
 ALTER TABLE agents ADD COLUMN previous_token_expires_unix_ms INTEGER NOT NULL DEFAULT 0;
 )sql";
 
+// Version 5: the identity provider's revocation events (RFC 8935 push of CAEP/RISC SETs).
+// Tokens of (issuer, subject) issued before not_before_unix are refused; the latest event wins.
+constexpr char kV5[] = R"sql(
+CREATE TABLE subject_cutoffs (
+  issuer TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  not_before_unix INTEGER NOT NULL,
+  event TEXT NOT NULL,
+  received_unix_ms INTEGER NOT NULL,
+  PRIMARY KEY (issuer, subject)
+) WITHOUT ROWID;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "agents, connections, grants", kV1},
     {2, "sessions and statement audit", kV2},
     {3, "revoked principals and groups", kV3},
     {4, "agent token rotation", kV4},
+    {5, "identity provider revocation events", kV5},
 };
 
 }  // namespace

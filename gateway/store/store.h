@@ -116,6 +116,15 @@ class Store {
                                                                        const std::string& principal,
                                                                        const std::vector<std::string>& groups);
 
+  // --- the identity provider's revocation events (gateway/events): tokens of (issuer,
+  // subject) issued before a cut-off are refused. Keeps the later of the stored and the new
+  // cut-off (an older event arriving late changes nothing) and returns the one now in force.
+  absl::StatusOr<int64_t> RaiseSubjectCutoff(const std::string& issuer, const std::string& subject,
+                                             int64_t not_before_unix, const std::string& event,
+                                             int64_t received_unix_ms);
+  // The cut-off for (issuer, subject), or 0 if there is none.
+  absl::StatusOr<int64_t> SubjectCutoff(const std::string& issuer, const std::string& subject);
+
   // --- sessions and audit
   absl::Status InsertSession(const pgward::v1::SessionRecord& s);  // ALREADY_EXISTS
   // How a session's end is recorded, by the gateway (EndSession) and by the agent's SessionEnded

@@ -1,4 +1,5 @@
-// Store: revoked principals and groups (AdminService RevokePrincipal, contract section 9).
+// Store: revoked principals and groups (AdminService RevokePrincipal, contract section 9), and
+// the identity provider's per-subject token cut-offs (gateway/events).
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "gateway/store/store.h"
@@ -96,6 +97,37 @@ absl::StatusOr<std::optional<pgward::v1::Revocation>> Store::FindRevocation(cons
     if (!r.principal().empty() || group_set.contains(r.group())) return std::optional(std::move(r));
   }
   return std::optional<pgward::v1::Revocation>();
+}
+
+absl::StatusOr<int64_t> Store::RaiseSubjectCutoff(const std::string& issuer, const std::string& subject,
+                                                  int64_t not_before_unix, const std::string& event,
+                                                  int64_t received_unix_ms) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> q = db_->Prepare(
+      "INSERT INTO subject_cutoffs(issuer, subject, not_before_unix, event, received_unix_ms) VALUES (?, ?, ?, ?, ?) "
+      "ON CONFLICT(issuer, subject) DO UPDATE SET not_before_unix = excluded.not_before_unix, "
+      "event = excluded.event, received_unix_ms = excluded.received_unix_ms "
+      "WHERE excluded.not_before_unix > subject_cutoffs.not_before_unix");
+  if (!q.ok()) return q.status();
+  q->BindText(1, issuer).BindText(2, subject).BindInt(3, not_before_unix).BindText(4, event).BindInt(5, received_unix_ms);
+  if (absl::Status s = q->Run(); !s.ok()) return s;
+  absl::StatusOr<Statement> now = db_->Prepare("SELECT not_before_unix FROM subject_cutoffs WHERE issuer = ? AND subject = ?");
+  if (!now.ok()) return now.status();
+  now->BindText(1, issuer).BindText(2, subject);
+  absl::StatusOr<bool> row = now->Step();
+  if (!row.ok()) return row.status();
+  if (!*row) return absl::InternalError("subject cut-off vanished after it was written");
+  return now->Int(0);
+}
+
+absl::StatusOr<int64_t> Store::SubjectCutoff(const std::string& issuer, const std::string& subject) {
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<Statement> q = db_->Prepare("SELECT not_before_unix FROM subject_cutoffs WHERE issuer = ? AND subject = ?");
+  if (!q.ok()) return q.status();
+  q->BindText(1, issuer).BindText(2, subject);
+  absl::StatusOr<bool> row = q->Step();
+  if (!row.ok()) return row.status();
+  return *row ? q->Int(0) : int64_t{0};
 }
 
 }  // namespace pgward::store

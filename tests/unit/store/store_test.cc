@@ -432,6 +432,21 @@ pgward::v1::Revocation MakeRevocation(const std::string& principal, const std::s
   return r;
 }
 
+TEST_CASE("a subject's token cut-off only moves forward and is scoped to its issuer", "[store][revoke]") {
+  auto store = OpenOrDie(":memory:");
+  const std::string issuer = "https://idp.example";
+  CHECK(*store->SubjectCutoff(issuer, "bot") == 0);
+  CHECK(*store->RaiseSubjectCutoff(issuer, "bot", 2000, "session-revoked", 1) == 2000);
+  // An older event arriving late changes nothing; a newer one moves the cut-off on.
+  CHECK(*store->RaiseSubjectCutoff(issuer, "bot", 1500, "credential-change", 2) == 2000);
+  CHECK(*store->SubjectCutoff(issuer, "bot") == 2000);
+  CHECK(*store->RaiseSubjectCutoff(issuer, "bot", 2500, "account-disabled", 3) == 2500);
+  CHECK(*store->SubjectCutoff(issuer, "bot") == 2500);
+  CHECK(*store->SubjectCutoff("https://other.example", "bot") == 0);
+  CHECK(*store->SubjectCutoff(issuer, "bot2") == 0);
+  CHECK(*store->SubjectCutoff(issuer, "") == 0);
+}
+
 TEST_CASE("a revocation bars its principal, or its group's members, of its issuer only", "[store][revoke]") {
   auto store = OpenOrDie(":memory:");
   const std::string issuer = "https://idp.example";
