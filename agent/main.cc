@@ -12,12 +12,15 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/strings/str_cat.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/control/control_client.h"
 #include "agent/control/event_queue.h"
+#include "agent/control/event_spool.h"
+#include "agent/control/queue_sink.h"
 #include "agent/control/session_manager.h"
 #include "agent/inspect/sql_analyzer.h"
 #include "agent/upstream/tls_contexts.h"
@@ -34,7 +37,15 @@ ABSL_FLAG(std::string, name, "", "this agent's name, as created with `pgwardctl 
 ABSL_FLAG(std::string, token_file, "", "file holding the agent token (shown once by `pgwardctl agent create`)");
 ABSL_FLAG(std::string, ca_file, "", "CA bundle to verify the gateway (e.g. the gateway's tls/gateway.crt); system roots if empty");
 ABSL_FLAG(std::string, tls_server_name, "", "expected name in the gateway certificate, if not the host in --gateway");
-ABSL_FLAG(std::string, data_dir, "", "directory for agent state");
+ABSL_FLAG(std::string, data_dir, "",
+          "directory for agent state: the event spool (DIR/spool) that keeps every statement's audit record until "
+          "the gateway has stored it, across agent crashes; without it events are kept in memory only");
+ABSL_FLAG(int64_t, spool_max_bytes, int64_t{256} << 20,
+          "bound of the event spool; when this much awaits the gateway's acknowledgement, new statements are refused "
+          "(ERROR 53000) until it has room");
+ABSL_FLAG(absl::Duration, spool_sync_interval, absl::Milliseconds(20),
+          "how often the event spool is flushed to disk (fdatasync); every record is written to the kernel before "
+          "its statement runs, so only a machine crash can lose this window");
 ABSL_FLAG(int, io_threads, 2, "threads serving upstream sockets");
 ABSL_FLAG(std::string, log_level, "info", "debug|info|warn|error");
 ABSL_FLAG(bool, upstream_pool, true,
@@ -145,24 +156,47 @@ int main(int argc, char** argv) {
   pgward::agent::EventQueue events(pgward::crypto::NewSessionId(), 100000, [&control] {
     if (control != nullptr) control->Wake();
   });
-  class Sink : public pgward::agent::SessionEventSink {
-   public:
-    explicit Sink(pgward::agent::EventQueue& events) : events_(events) {}
-    void EmitStatement(pgward::v1::StatementEvent event) override {
+  // The event spool: what earlier boots left is resent (and their statements whose result
+  // never came are recorded, outcome unknown) before any new session starts.
+  std::unique_ptr<pgward::agent::EventSpool> spool;
+  if (!absl::GetFlag(FLAGS_data_dir).empty()) {
+    pgward::agent::SpoolOptions spool_options;
+    spool_options.dir = absl::GetFlag(FLAGS_data_dir) + "/spool";
+    if (absl::GetFlag(FLAGS_spool_max_bytes) < (int64_t{1} << 20)) {
+      Die("--spool-max-bytes must be at least 1048576 (1 MiB)");
+    }
+    spool_options.max_bytes = static_cast<uint64_t>(absl::GetFlag(FLAGS_spool_max_bytes));
+    spool_options.segment_bytes = std::min<uint64_t>(spool_options.segment_bytes, spool_options.max_bytes / 4);
+    if (absl::GetFlag(FLAGS_spool_sync_interval) <= absl::ZeroDuration()) Die("--spool-sync-interval must be positive");
+    spool_options.sync_interval = absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_spool_sync_interval));
+    pgward::agent::SpoolRecovery recovered;
+    auto opened = pgward::agent::EventSpool::Open(spool_options, events.boot_id(), &recovered);
+    if (!opened.ok()) Die("--data-dir: cannot open the event spool: " + std::string(opened.status().message()));
+    spool = *std::move(opened);
+    events.SetSpool(spool.get());
+    size_t resent = 0;
+    for (const auto& boot : recovered.boots) resent += boot.events.size();
+    for (auto& [event, intent_id] : recovered.unknown) {
       pgward::v1::AgentEvent wrapped;
       *wrapped.mutable_statement() = std::move(event);
-      events_.Append(std::move(wrapped));
+      events.Append(std::move(wrapped), pgward::agent::StatementLink{intent_id, 0});
     }
-    void EmitSessionEnded(pgward::v1::SessionEnded event) override {
-      pgward::v1::AgentEvent wrapped;
-      *wrapped.mutable_session_ended() = std::move(event);
-      events_.Append(std::move(wrapped));
+    if (recovered.segments > 0) {
+      pgward::Log(pgward::LogLevel::kInfo, "spool", "recovered ", recovered.segments, " segment(s), ",
+                  recovered.bytes, " bytes: ", resent, " event(s) of ", recovered.boots.size(),
+                  " earlier boot(s) to send again, ", recovered.unknown.size(),
+                  " statement(s) whose result never came recorded with outcome unknown",
+                  recovered.dropped_bytes > 0 ? absl::StrCat("; ", recovered.dropped_bytes, " torn bytes skipped")
+                                              : std::string());
     }
-    bool Backlogged() override { return events_.Backlogged(); }
-
-   private:
-    pgward::agent::EventQueue& events_;
-  } sink(events);
+    events.AddEarlierBoots(std::move(recovered.boots));
+    spool->RecoveryWritten();
+  } else {
+    pgward::Log(pgward::LogLevel::kWarn, "agent",
+                "no --data-dir: statement events are kept in memory only, so an agent crash loses those the "
+                "gateway has not yet acknowledged");
+  }
+  pgward::agent::QueueSink sink(events);
 
   pgward::agent::UpstreamPoolOptions pool_options;
   pool_options.enabled = absl::GetFlag(FLAGS_upstream_pool);

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config git ccache
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libssl-dev libsqlite3-dev catch2 libcpp-jwt-dev nlohmann-json3-dev libpg-query-dev
-  libpq-dev libcurl4-openssl-dev libasio-dev
+  libpq-dev libcurl4-openssl-dev libasio-dev zlib1g-dev
   postgresql-15 postgresql-client-15 pgbouncer
   libpostgresql-jdbc-java openjdk-17-jdk-headless python3-psycopg2 python3-psycopg python3-pytest
   openssl curl jq procps

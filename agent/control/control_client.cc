@@ -142,7 +142,11 @@ bool ControlClient::Dispatch(const pgward::v1::GatewayMessage& message, bool& we
       return true;
     }
     case pgward::v1::GatewayMessage::kAck:
-      if (message.ack().boot_id() == events_.boot_id()) events_.Ack(message.ack().seq());
+      if (message.ack().boot_id() == events_.boot_id()) {
+        events_.Ack(message.ack().seq());
+      } else {
+        events_.AckEarlier(message.ack().boot_id(), message.ack().seq());  // a resent spooled boot
+      }
       return true;
     case pgward::v1::GatewayMessage::MSG_NOT_SET:
       break;
@@ -166,6 +170,14 @@ asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
   // 512 events of at most ~22 KiB each (event_bounds.h) stay under the gateway's 16 MiB
   // message limit.
   constexpr size_t kMaxBatch = 512;
+  // First what earlier boots spooled and the gateway has not acknowledged (an agent crash).
+  for (SpooledBoot& earlier : events_.EarlierUnacked(kMaxBatch)) {
+    auto* events = stream.outgoing().mutable_events();
+    events->Clear();
+    events->set_boot_id(earlier.boot_id);
+    for (auto& event : earlier.events) *events->add_events() = std::move(event);
+    if (!co_await stream.Write()) break;  // the loop below sees the broken stream
+  }
   while (!broken_) {
     // First, so that a steady trickle of held batches never starves the heartbeat (the
     // gateway refreshes the agent's last-seen time and re-checks its token on it).
@@ -175,6 +187,12 @@ asio::awaitable<void> ControlClient::WriteLoop(Stream& stream) {
                                  std::chrono::system_clock::now().time_since_epoch())
                                  .count());
       beat->set_active_sessions(static_cast<uint32_t>(sessions_.Count()));
+      if (EventSpool* spool = events_.spool(); spool != nullptr) {
+        const EventSpool::Stats stats = spool->stats();
+        beat->set_spool_bytes(stats.bytes);
+        beat->set_spool_max_bytes(stats.max_bytes);
+        beat->set_spool_full(stats.full);
+      }
       if (!co_await stream.Write()) break;
       heartbeat.expires_after(heartbeat_);
       continue;

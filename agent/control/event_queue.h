@@ -9,6 +9,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "agent/control/event_spool.h"
 #include "pgward/v1/agent.pb.h"
 
 namespace pgward::agent {
@@ -28,7 +29,17 @@ class EventQueue {
   EventQueue(std::string boot_id, size_t soft_limit, std::function<void()> on_append, size_t hard_limit = 0);
 
   const std::string& boot_id() const { return boot_id_; }
-  void Append(pgward::v1::AgentEvent event);
+  // With a spool, every appended event is written to it (under the queue's lock, so in seq
+  // order) and acks let it delete; null (the default) keeps events in memory only.
+  void SetSpool(EventSpool* spool) { spool_ = spool; }
+  EventSpool* spool() const { return spool_; }
+  void Append(pgward::v1::AgentEvent event, StatementLink link = {});
+  // Earlier boots' unacknowledged events (EventSpool recovery), resent before this boot's.
+  void AddEarlierBoots(std::vector<SpooledBoot> boots);
+  // What of them is still unacknowledged, in batches of at most `max`, each of one boot.
+  std::vector<SpooledBoot> EarlierUnacked(size_t max);
+  // An ack naming an earlier boot (EventAck.boot_id is not ours).
+  void AckEarlier(const std::string& boot_id, uint64_t seq);
   // Events with seq > after_seq, at most `max` of them, in order.
   std::vector<pgward::v1::AgentEvent> Unsent(uint64_t after_seq, size_t max);
   // How many events have seq > after_seq (what Unsent would return without `max`).
@@ -49,6 +60,8 @@ class EventQueue {
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   uint64_t last_acked_ ABSL_GUARDED_BY(mu_) = 0;
   bool warned_ ABSL_GUARDED_BY(mu_) = false;
+  EventSpool* spool_ = nullptr;
+  std::vector<SpooledBoot> earlier_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace pgward::agent

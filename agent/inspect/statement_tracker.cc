@@ -64,6 +64,10 @@ void StatementTracker::OnQuery(std::vector<AnalyzedStatementPtr> statements) {
   if (skipping_until_sync_) return;
   Op& op = Push(OpKind::kQuery);
   op.statements = std::move(statements);
+  for (const auto& statement : op.statements) {
+    const uint64_t id = NextIntent(statement ? statement : Placeholder("", StatementClass::kUnknown), false, op.sent_us);
+    if (op.first_intent == 0) op.first_intent = id;
+  }
 }
 
 void StatementTracker::OnParse(std::string_view statement_name, AnalyzedStatementPtr statement) {
@@ -91,9 +95,11 @@ void StatementTracker::OnExecute(std::string_view portal) { OnExecute(portal, 0)
 
 void StatementTracker::OnExecute(std::string_view portal, int32_t max_rows) {
   if (skipping_until_sync_) return;
+  AnalyzedStatementPtr statement = ExpectedPortalStatement(portal);
   Op& op = Push(OpKind::kExecute);
   op.name = std::string(portal);
   op.max_rows = max_rows;
+  op.first_intent = NextIntent(statement, true, op.sent_us);
 }
 
 void StatementTracker::OnClose(char kind, std::string_view name) {
@@ -105,7 +111,57 @@ void StatementTracker::OnClose(char kind, std::string_view name) {
 
 void StatementTracker::OnFunctionCall() {
   if (skipping_until_sync_) return;
-  Push(OpKind::kFunctionCall);
+  Op& op = Push(OpKind::kFunctionCall);
+  op.first_intent = NextIntent(Placeholder("-- fastpath function call", StatementClass::kProcedure), false, op.sent_us);
+}
+
+uint64_t StatementTracker::NextIntent(const AnalyzedStatementPtr& statement, bool extended, int64_t sent_us) {
+  const uint64_t id = next_intent_++;
+  if (on_intent_) on_intent_(id, statement, extended, sent_us);
+  return id;
+}
+
+AnalyzedStatementPtr StatementTracker::ExpectedPortalStatement(std::string_view portal) {
+  for (auto bind = ops_.rbegin(); bind != ops_.rend(); ++bind) {
+    if (bind->kind != OpKind::kBind || bind->name != portal) continue;
+    // The statement that Bind names: a Parse sent before it, else one the server has.
+    for (auto parse = std::next(bind); parse != ops_.rend(); ++parse) {
+      if (parse->kind == OpKind::kParse && parse->name == bind->statement_name) return parse->statement;
+    }
+    return StatementNamed(bind->statement_name);
+  }
+  return PortalStatement(portal);
+}
+
+uint64_t StatementTracker::SettledThrough() const {
+  uint64_t through = next_intent_ - 1;
+  for (const Op& op : ops_) {
+    if (op.first_intent == 0) continue;
+    // A Query's statements before the running one have their records.
+    const uint64_t first_open = op.first_intent + (op.kind == OpKind::kQuery ? op.next_statement : 0);
+    // A failed Query runs nothing more: its remaining statements are settled.
+    if (op.kind == OpKind::kQuery && op.failed) continue;
+    if (op.kind == OpKind::kFunctionCall && op.answered) continue;
+    through = first_open - 1;
+    break;
+  }
+  if (!held_intents_.empty()) through = std::min(through, *held_intents_.begin() - 1);
+  return through;
+}
+
+void StatementTracker::Hold(Portal& portal, const Op& op) {
+  portal.held.emplace();
+  portal.held->record = NewRecord(op, /*extended=*/true, portal.statement);
+  portal.held->start_us = StartOf(op);
+  if (portal.held->record.intent_id != 0) held_intents_.insert(portal.held->record.intent_id);
+}
+
+StatementRecord StatementTracker::Release(Portal& portal) {
+  StatementRecord r = std::move(portal.held->record);
+  if (r.intent_id != 0) {
+    if (auto it = held_intents_.find(r.intent_id); it != held_intents_.end()) held_intents_.erase(it);
+  }
+  return r;
 }
 
 bool StatementTracker::OnAgentQuery() {
@@ -177,6 +233,7 @@ StatementRecord StatementTracker::NewRecord(const Op& op, bool extended, Analyze
   r.time_unix_us = op.sent_us;
   r.extended = extended;
   r.statement = std::move(statement);
+  if (op.first_intent != 0) r.intent_id = op.first_intent + (op.kind == OpKind::kQuery ? op.next_statement : 0);
   return r;
 }
 
@@ -185,7 +242,7 @@ void StatementTracker::Emit(StatementRecord record) { records_.push_back(std::mo
 void StatementTracker::EndPortal(std::string_view name) {
   if (auto* p = portals_.Find(name); p != nullptr && p->held.has_value()) {
     // Closed, replaced or ended with its transaction before it completed: report what ran.
-    StatementRecord r = std::move(p->held->record);
+    StatementRecord r = Release(*p);
     r.rows = p->held->rows;
     r.duration_us = Now() - p->held->start_us;
     Emit(std::move(r));
@@ -333,7 +390,7 @@ absl::Status StatementTracker::OnCommandComplete(std::string_view tag) {
     Portal* portal = portals_.Find(op->name);
     StatementRecord r;
     if (portal != nullptr && portal->held.has_value()) {
-      r = std::move(portal->held->record);
+      r = Release(*portal);
       const int64_t final_rows = RowsFromCommandTag(tag);
       r.rows = final_rows < 0 ? -1 : portal->held->rows + final_rows;
       r.duration_us = now - portal->held->start_us;
@@ -369,11 +426,7 @@ absl::Status StatementTracker::OnPortalSuspended() {
   if (op == nullptr || op->kind != OpKind::kExecute) return Desync("PortalSuspended");
   Portal* portal = portals_.Find(op->name);
   if (portal == nullptr) portal = &portals_.Put(op->name, Portal{PortalStatement(op->name), std::nullopt});
-  if (!portal->held.has_value()) {
-    portal->held.emplace();
-    portal->held->record = NewRecord(*op, /*extended=*/true, portal->statement);
-    portal->held->start_us = StartOf(*op);
-  }
+  if (!portal->held.has_value()) Hold(*portal, *op);
   // A portal is suspended exactly when Execute's row limit was reached (55.2.3).
   if (op->max_rows > 0) portal->held->rows += op->max_rows;
   return Complete(*op);
@@ -470,7 +523,7 @@ absl::Status StatementTracker::OnErrorResponse(std::string_view sqlstate, std::s
     case OpKind::kExecute: {
       Portal* portal = portals_.Find(op->name);
       if (portal != nullptr && portal->held.has_value()) {
-        StatementRecord r = std::move(portal->held->record);
+        StatementRecord r = Release(*portal);
         r.rows = portal->held->rows;
         int64_t start = portal->held->start_us;
         portal->held.reset();

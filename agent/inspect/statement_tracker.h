@@ -8,6 +8,7 @@
 #include <deque>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,6 +29,7 @@ struct StatementRecord {
   int64_t rows = -1;         // from the command tag ("SELECT 5"->5, "INSERT 0 3"->3, else -1)
   std::string sqlstate, error;  // on failure
   int64_t duration_us = 0;
+  uint64_t intent_id = 0;    // the intent (OnIntent) this record completes; 0: none (a Parse error)
 };
 
 // "SELECT 5" -> 5, "INSERT 0 3" -> 3, "CREATE TABLE" -> -1: the last word if it is a count.
@@ -58,6 +60,18 @@ class StatementTracker {
 
   // now_us: injectable clock (microseconds since epoch) for tests; nullptr = system clock.
   explicit StatementTracker(std::function<int64_t()> now_us = nullptr);
+
+  // Intents: every statement sent to run (each statement of a Query, each Execute, each
+  // FunctionCall) gets the next intent id of the session (1, 2, ...) and is reported here as it
+  // is sent, with the statement it will run as far as the messages sent so far tell. Its
+  // record later carries the id (StatementRecord::intent_id); SettledThrough() says which
+  // intents can produce no record any more.
+  using IntentObserver =
+      std::function<void(uint64_t intent_id, const AnalyzedStatementPtr& statement, bool extended, int64_t sent_us)>;
+  void SetIntentObserver(IntentObserver observer) { on_intent_ = std::move(observer); }
+  // Every intent with an id <= this has produced its record (TakeRecords) or never will
+  // (skipped after an error, or a further Execute of a portal whose record an earlier one holds).
+  uint64_t SettledThrough() const;
 
   // Frontend messages, in the order they are forwarded upstream:
   void OnQuery(std::vector<AnalyzedStatementPtr> statements);  // simple; empty vector = empty query
@@ -138,6 +152,7 @@ class StatementTracker {
     bool copy_in = false;                       // Query/Execute: CopyInResponse seen
     std::string injected_error;                 // Sync
     bool batch_failed = false;                  // Sync: server reported an error in its batch
+    uint64_t first_intent = 0;                  // Query: of statements[0]; Execute, FunctionCall: its own; else 0
   };
   struct HeldRecord {  // a suspended portal's statement, not yet complete
     StatementRecord record;
@@ -160,6 +175,11 @@ class StatementTracker {
   void Emit(StatementRecord record);
   StatementRecord NewRecord(const Op& op, bool extended, AnalyzedStatementPtr statement) const;
   void EndPortal(std::string_view name);   // flushes a held record, forgets the portal
+  void Hold(Portal& portal, const Op& op);  // a suspended portal's record starts being held
+  StatementRecord Release(Portal& portal);  // and stops
+  uint64_t NextIntent(const AnalyzedStatementPtr& statement, bool extended, int64_t sent_us);
+  // What an Execute of `portal` sent now will run: the latest Bind sent for it, else the portal.
+  AnalyzedStatementPtr ExpectedPortalStatement(std::string_view portal);
   void EndAllPortals();
   void ApplySessionEffects(const AnalyzedStatement& statement, std::string_view tag);
   void SkipToSync();  // after an extended-protocol error
@@ -175,6 +195,9 @@ class StatementTracker {
   bool skipping_until_sync_ = false;  // server discards frontend messages until the next Sync
   bool copy_in_active_ = false;       // server ignores Sync until the frontend's CopyDone/Fail
   char last_ready_status_ = 'I';      // of the last ReadyForQuery; login ends at 'I'
+  IntentObserver on_intent_;
+  uint64_t next_intent_ = 1;
+  std::multiset<uint64_t> held_intents_;  // intent ids of held records
 };
 
 }  // namespace pgward::inspect

@@ -26,6 +26,8 @@ namespace {
 using namespace asio::experimental::awaitable_operators;
 // What may wait for the gateway while a frame is being written: one frame's worth.
 constexpr size_t kMaxUnsentToGateway = 256 * 1024;
+// insufficient_resources: the agent's event spool cannot take the statement (Appendix A).
+constexpr std::string_view kSpoolRefusedState = "53000";
 constexpr size_t kKeepFrameCapacity = 16 * 1024;
 
 int64_t NowMicros() {
@@ -206,6 +208,8 @@ AgentSession::AgentSession(asio::any_io_executor strand, pgward::v1::SessionGran
       login_read_only_(grant_.policy().mode() == pgward::v1::MODE_READ_ONLY) {
   gateway_data_ = std::make_unique<net::AsyncSignal>(strand_);
   gateway_space_ = std::make_unique<net::AsyncSignal>(strand_);
+  tracker_.SetIntentObserver([this](uint64_t intent_id, const inspect::AnalyzedStatementPtr& statement, bool extended,
+                                    int64_t sent_us) { OnIntent(intent_id, statement, extended, sent_us); });
 }
 
 AgentSession::~AgentSession() = default;
@@ -361,6 +365,21 @@ asio::awaitable<void> AgentSession::Fail(std::string sqlstate, std::string messa
 }
 
 void AgentSession::EmitEnded(const std::string& reason) {
+  EmitRecords();
+  // Statements sent whose result never came (the caller or the gateway went away, the
+  // upstream connection closed): recorded as such, never dropped.
+  if (!open_intents_.empty()) {
+    std::vector<uint64_t> settled;
+    for (OpenIntent& open : open_intents_) {
+      open.event.set_rows(-1);
+      open.event.set_outcome("unknown");
+      open.event.set_error("pgward: the session ended before this statement's result came back; it may have run");
+      settled.push_back(open.id);
+      deps_.sink->EmitStatement(std::move(open.event), StatementLink{open.id, open.id});
+    }
+    open_intents_.clear();
+    deps_.sink->IntentsSettled(id(), settled, 0);
+  }
   pgward::v1::SessionEnded ended;
   ended.set_session_id(id());
   ended.set_ended_unix_ms(NowMicros() / 1000);
@@ -395,8 +414,11 @@ asio::awaitable<void> AgentSession::GatewayToUpstream() {
     if (!status.ok()) {
       Log(LogLevel::kWarn, "session", id(), " protocol violation from caller: ", status.message());
       end_reason_ = "protocol_violation";
+      new_intents_.clear();
       break;
     }
+    // Recorded before forwarded: an agent crash from here on still leaves the statements on record.
+    if (!SpoolNewIntents()) break;
     if (!to_upstream_.empty()) {
       if (co_await upstream_.stream->TryWriteAll(asio::buffer(to_upstream_))) {
         if (end_reason_.empty()) end_reason_ = "upstream_closed";
@@ -523,8 +545,54 @@ asio::awaitable<void> AgentSession::WriteToGateway() {
   if (co_await stream_->Write()) co_await stream_->CloseWrites();
 }
 
+void AgentSession::OnIntent(uint64_t intent_id, const inspect::AnalyzedStatementPtr& statement, bool extended,
+                            int64_t sent_us) {
+  pgward::v1::SpoolIntent& intent = new_intents_.emplace_back();
+  intent.set_intent_id(intent_id);
+  pgward::v1::StatementEvent& event = *intent.mutable_statement();
+  event = NewEvent(statement.get(), extended, sent_us);
+  event.set_decision("allowed");
+}
+
+bool AgentSession::SpoolNewIntents() {
+  if (new_intents_.empty()) return true;
+  absl::Status spooled = deps_.sink->SpoolIntents(id(), new_intents_);
+  if (spooled.ok()) {
+    for (auto& intent : new_intents_) open_intents_.push_back({intent.intent_id(), std::move(*intent.mutable_statement())});
+  }
+  new_intents_.clear();
+  if (spooled.ok()) return true;
+  // Fail closed: a statement that cannot be recorded does not run.
+  EndWithFatal(kSpoolRefusedState,
+               absl::StrCat("pgward: the agent cannot record statements (", spooled.message(),
+                            "); nothing of this request was run and the session was closed"),
+               "spool_failed");
+  return false;
+}
+
+std::optional<PolicyDecision> AgentSession::SpoolRefusal() {
+  if (!deps_.sink->SpoolRefuses()) return std::nullopt;
+  return PolicyDecision{false, std::string(kSpoolRefusedState),
+                        "pgward: the agent's audit spool is full (the gateway has not acknowledged its events) or "
+                        "cannot be written (see the agent log), so no statement can be recorded; the statement was "
+                        "not run. Retry once the gateway is reachable"};
+}
+
 void AgentSession::EmitRecords() {
-  for (inspect::StatementRecord& record : tracker_.TakeRecords()) {
+  std::vector<inspect::StatementRecord> records = tracker_.TakeRecords();
+  const uint64_t settled_through = tracker_.SettledThrough();
+  if (records.empty() && (open_intents_.empty() || open_intents_.front().id > settled_through)) return;
+  // Each event says which intents are settled once it is spooled: all <= settled_through,
+  // but not one whose event comes later in this batch (a crash between them must not lose it).
+  std::vector<uint64_t> marks(records.size(), settled_through);
+  uint64_t next_unwritten = UINT64_MAX;
+  for (size_t i = records.size(); i-- > 0;) {
+    if (next_unwritten != UINT64_MAX) marks[i] = std::min(settled_through, next_unwritten - 1);
+    if (records[i].intent_id != 0) next_unwritten = std::min(next_unwritten, records[i].intent_id);
+  }
+  std::vector<uint64_t> settled;
+  for (size_t i = 0; i < records.size(); ++i) {
+    inspect::StatementRecord& record = records[i];
     pgward::v1::StatementEvent event = NewEvent(record.statement.get(), record.extended, record.time_unix_us);
     event.set_command_tag(record.command_tag);
     event.set_rows(record.rows);
@@ -532,7 +600,26 @@ void AgentSession::EmitRecords() {
     event.set_error(ErrorText(record.error, record.sqlstate, record.statement.get()));
     event.set_duration_us(record.duration_us);
     event.set_decision("allowed");
-    deps_.sink->EmitStatement(std::move(event));
+    event.set_outcome(record.sqlstate.empty() ? "ok" : "error");
+    if (record.intent_id != 0) {
+      for (auto it = open_intents_.begin(); it != open_intents_.end(); ++it) {
+        if (it->id != record.intent_id) continue;
+        open_intents_.erase(it);
+        settled.push_back(record.intent_id);
+        break;
+      }
+    }
+    deps_.sink->EmitStatement(std::move(event), StatementLink{record.intent_id, marks[i]});
+  }
+  // Sent but settled without a record of their own (skipped after an error, say).
+  bool without_event = false;
+  while (!open_intents_.empty() && open_intents_.front().id <= settled_through) {
+    settled.push_back(open_intents_.front().id);
+    open_intents_.pop_front();
+    without_event = true;
+  }
+  if (!settled.empty()) {
+    deps_.sink->IntentsSettled(id(), settled, without_event && records.empty() ? settled_through : 0);
   }
 }
 
@@ -558,6 +645,7 @@ void AgentSession::EmitDenied(const inspect::AnalyzedStatement& statement, bool 
   const std::string error = ErrorText(decision.reason, decision.sqlstate, &statement);
   event.set_error(error);
   event.set_decision("denied");
+  event.set_outcome("error");
   deps_.sink->EmitStatement(std::move(event));
   Log(LogLevel::kInfo, "session", id(), " denied a ", inspect::StatementClassName(statement.statement_class),
       " statement for ", grant_.principal(), ": ", error);

@@ -17,6 +17,7 @@
 #include "agent/session/session_stream.h"
 #include "agent/session/statement_policy.h"
 #include "agent/upstream/pinned_settings.h"
+#include "agent/control/event_spool.h"
 #include "agent/upstream/tls_contexts.h"
 #include "agent/upstream/upstream_login.h"
 #include "agent/upstream/upstream_policy.h"
@@ -27,12 +28,25 @@
 namespace pgward::agent {
 
 
-// Where a session's events go: the control stream's sequenced, acknowledged queue.
+// Where a session's events go: the control stream's sequenced, acknowledged queue, and the
+// on-disk spool (EventSpool) when the agent has one.
 class SessionEventSink {
  public:
   virtual ~SessionEventSink() = default;
-  virtual void EmitStatement(pgward::v1::StatementEvent event) = 0;
+  virtual void EmitStatement(pgward::v1::StatementEvent event, StatementLink link = {}) = 0;
   virtual void EmitSessionEnded(pgward::v1::SessionEnded event) = 0;
+  // Statements about to go upstream, written before they are forwarded. An error (the spool is
+  // full or failed) means they must not be forwarded. Without a spool: OK, nothing kept.
+  virtual absl::Status SpoolIntents(const std::string& /*session_id*/,
+                                    const std::vector<pgward::v1::SpoolIntent>& /*intents*/) {
+    return absl::OkStatus();
+  }
+  // Intents settled (their event emitted, or they never ran); `through`, when non-zero, is
+  // written as the session's settled mark because no event carried it.
+  virtual void IntentsSettled(const std::string& /*session_id*/, const std::vector<uint64_t>& /*intent_ids*/,
+                              uint64_t /*through*/) {}
+  // True while new statements must be refused: the spool is full or failed (fail closed).
+  virtual bool SpoolRefuses() { return false; }
   // True while too many events await the gateway's acknowledgement: sessions then hold the
   // caller's next statements back (EventQueue's bound) instead of piling up more events.
   virtual bool Backlogged() { return false; }
@@ -101,6 +115,13 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   asio::awaitable<void> WriteToGateway();
   void EmitRecords();
   void EmitEnded(const std::string& reason);
+  // The tracker's intent: kept until its record comes, spooled before the bytes go upstream.
+  void OnIntent(uint64_t intent_id, const inspect::AnalyzedStatementPtr& statement, bool extended, int64_t sent_us);
+  // Writes the intents of the caller bytes just handled to the spool; false: not forwarded,
+  // the session ends (the spool failed).
+  bool SpoolNewIntents();
+  // When the spool is full or failed, the refusal of a statement the caller sends now.
+  std::optional<PolicyDecision> SpoolRefusal();
   // The fields every statement event of this session shares.
   pgward::v1::StatementEvent NewEvent(const inspect::AnalyzedStatement* statement, bool extended,
                                       int64_t time_unix_us) const;
@@ -148,6 +169,12 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   std::string to_upstream_;           // coalesced frontend bytes of one gateway frame
   bool discard_until_sync_ = false;   // extended protocol after a refused message
   std::string refusal_;               // the ErrorResponse owed at the next Sync
+  std::vector<pgward::v1::SpoolIntent> new_intents_;  // sent by the bytes being handled
+  struct OpenIntent {
+    uint64_t id = 0;
+    pgward::v1::StatementEvent event;  // what is known before the result
+  };
+  std::deque<OpenIntent> open_intents_;  // sent, no record yet, in intent order
   bool client_terminated_ = false;
   std::string end_reason_;
   // Identity check, for sessions whose grant allows caller-supplied code (see identity_check.h).

@@ -31,8 +31,9 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
       }
       bool may_copy_in = false;
       bool resets = false;
+      std::optional<PolicyDecision> spool_full = s_.SpoolRefusal();
       for (const auto& statement : statements) {
-        PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
+        PolicyDecision decision = spool_full ? *spool_full : CheckStatement(s_.grant_.policy(), *statement);
         if (!decision.allowed) {
           // A Sync in place of the Query yields a ReadyForQuery at exactly the point the
           // caller expects one; the refusal is written just before it.
@@ -74,7 +75,8 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
         pgwire::FinishMessage(out, at);
         return absl::OkStatus();
       }
-      PolicyDecision decision = CheckStatement(s_.grant_.policy(), *statement);
+      std::optional<PolicyDecision> spool_full = s_.SpoolRefusal();
+      PolicyDecision decision = spool_full ? *spool_full : CheckStatement(s_.grant_.policy(), *statement);
       if (!decision.allowed) {
         // Extended protocol: like a server error, skip everything up to the next Sync.
         s_.EmitDenied(*statement, true, decision);
@@ -110,6 +112,15 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
       auto execute = pgwire::DecodeExecute(msg.body);
       if (!execute.ok()) return execute.status();
       StartRoundTrip(out);
+      // A statement prepared earlier runs here without a new Parse: the spool is checked again.
+      if (std::optional<PolicyDecision> spool_full = s_.SpoolRefusal()) {
+        inspect::AnalyzedStatement portal;
+        portal.text = absl::StrCat("-- execute of portal \"", AbslView(execute->portal), "\"");
+        s_.EmitDenied(portal, true, *spool_full);
+        s_.discard_until_sync_ = true;
+        s_.refusal_ = Refusal(*spool_full);
+        return absl::OkStatus();
+      }
       s_.tracker_.OnExecute(execute->portal);
       s_.batch_ran_ = true;
       break;

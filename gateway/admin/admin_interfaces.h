@@ -25,6 +25,11 @@ class LiveDirectory {
   virtual ~LiveDirectory() = default;
   virtual bool AgentOnline(const std::string& agent) = 0;
   virtual uint32_t ActiveSessions(const std::string& agent) = 0;
+  // The online agent's event spool, from its last heartbeat (pgwardctl agent list).
+  virtual void SpoolInto(const std::string& name, pgward::v1::Agent& agent) {
+    (void)name;
+    (void)agent;
+  }
   // Ends a live session (the caller sees 57P01). NOT_FOUND if it is not live.
   virtual absl::Status KillSession(const std::string& session_id) = 0;
   // A grant was deleted: live sessions no grant covers any more end (57P01).

@@ -114,6 +114,7 @@ grpc::Status AdminServiceImpl::ListAgents(grpc::ServerContext* ctx,
     for (pgward::v1::Agent& a : *agents) {
       a.set_online(live_.AgentOnline(a.name()));
       a.set_active_sessions(live_.ActiveSessions(a.name()));
+      live_.SpoolInto(a.name(), a);
       *resp->add_agents() = std::move(a);
     }
     return absl::OkStatus();

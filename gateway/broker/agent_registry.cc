@@ -59,6 +59,12 @@ uint32_t AgentRegistry::ActiveSessions(const std::string& agent) {
   return it == streams_.end() ? 0 : it->second->active_sessions();
 }
 
+void AgentRegistry::SpoolInto(const std::string& name, pgward::v1::Agent& agent) {
+  absl::MutexLock lock(&mu_);
+  auto it = streams_.find(name);
+  if (it != streams_.end()) it->second->SpoolInto(agent);
+}
+
 bool AgentRegistry::Send(const std::string& agent, pgward::v1::GatewayMessage message) {
   // Held across Send so the stream cannot be deleted underneath: OnDone unregisters first.
   absl::MutexLock lock(&mu_);

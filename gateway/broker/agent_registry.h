@@ -28,6 +28,8 @@ class AgentRegistry {
   bool Unregister(ControlStream* stream);
   bool Online(const std::string& agent);
   uint32_t ActiveSessions(const std::string& agent);
+  // The online agent's spool figures into `agent` (ControlStream::SpoolInto); offline: none.
+  void SpoolInto(const std::string& name, pgward::v1::Agent& agent);
   // False when the agent is offline or its stream refused the message.
   bool Send(const std::string& agent, pgward::v1::GatewayMessage message);
   // Like Send, for messages that carry secrets (session grants): only to a stream that

@@ -164,8 +164,19 @@ std::chrono::steady_clock::duration ControlStream::MinStoreCheckGap() const {
                                                        std::chrono::milliseconds(heartbeat_interval_ms_ / 2));
 }
 
-bool ControlStream::OnHeartbeat(const pgward::v1::Heartbeat& heartbeat) {
+void ControlStream::NoteHeartbeat(const pgward::v1::Heartbeat& heartbeat) {
   active_sessions_ = heartbeat.active_sessions();
+  spool_bytes_ = heartbeat.spool_bytes();
+  spool_max_bytes_ = heartbeat.spool_max_bytes();
+  if (heartbeat.spool_full() && !spool_full_.load()) {
+    Log(LogLevel::kError, "agents", "agent ", agent_, " reports its event spool full (", heartbeat.spool_bytes(),
+        " of ", heartbeat.spool_max_bytes(), " bytes): it refuses new statements until its events are stored");
+  }
+  spool_full_ = heartbeat.spool_full();
+}
+
+bool ControlStream::OnHeartbeat(const pgward::v1::Heartbeat& heartbeat) {
+  NoteHeartbeat(heartbeat);
   last_store_check_ = std::chrono::steady_clock::now();
   // Deleting an agent ends its stream at once; this catches a stream that raced the delete.
   if (!CredentialCurrent()) {
@@ -177,6 +188,18 @@ bool ControlStream::OnHeartbeat(const pgward::v1::Heartbeat& heartbeat) {
 }
 
 void ControlStream::OnEvents(pgward::v1::EventBatch& batch) {
+  // A restarted agent resends what an earlier boot of it spooled, under that boot's id.
+  std::string boot = boot_id_;
+  if (!batch.boot_id().empty() && batch.boot_id() != boot_id_) {
+    if (batch.boot_id().size() > kMaxShortFieldBytes) {
+      End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "event batch boot_id too long"));
+      return;
+    }
+    boot = batch.boot_id();
+    // Like this stream's own boot at Hello: a batch of it an earlier stream failed to store
+    // must not keep later ones from being stored.
+    if (earlier_boots_.insert(boot).second) audit_.StartStream(agent_, boot);
+  }
   AgentEvents events;
   uint64_t max_seq = 0;
   size_t cut = 0;
@@ -202,7 +225,7 @@ void ControlStream::OnEvents(pgward::v1::EventBatch& batch) {
   // The ack goes through the registry: by the time the write lands this stream may be
   // gone, and a reconnected stream of the same agent (same boot id) should get it.
   AgentRegistry* registry = &registry_;
-  auto done = [registry, agent = agent_, boot = boot_id_, max_seq](bool stored) {
+  auto done = [registry, agent = agent_, boot, max_seq](bool stored) {
     if (!stored) {
       // No ack; end the stream so the agent reconnects and resends.
       registry->End(agent, grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -217,7 +240,7 @@ void ControlStream::OnEvents(pgward::v1::EventBatch& batch) {
   // Over the writer's limits the next read waits until it drained: HTTP/2 flow control then
   // holds the agent's events in the agent, which keeps them until they are acked.
   const bool read_on =
-      audit_.Submit(agent_, boot_id_, std::move(events), std::move(done), [gate = read_gate_] {
+      audit_.Submit(agent_, boot, std::move(events), std::move(done), [gate = read_gate_] {
         absl::MutexLock lock(&gate->mu);
         if (gate->stream != nullptr) gate->stream->ResumeReading();
       });
@@ -240,7 +263,7 @@ void ControlStream::OnReadDone(bool ok) {
       // more than one a second), so it cannot keep the store pool, which callers' logins use,
       // busy. The session count still updates.
       if (registered_ && std::chrono::steady_clock::now() - last_store_check_ < MinStoreCheckGap()) {
-        active_sessions_ = incoming_.heartbeat().active_sessions();
+        NoteHeartbeat(incoming_.heartbeat());
         StartRead(&incoming_);
         return;
       }

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "common/net/grpc_server_calls.h"
 #include "gateway/broker/agent_service.h"
@@ -64,6 +65,12 @@ class ControlStream : public net::ServerBidiReactor<pgward::v1::AgentMessage, pg
   // True once End (or a failure) finished the stream.
   bool Finishing();
   uint32_t active_sessions() const { return active_sessions_.load(); }
+  // The agent's event spool as its last heartbeat reported it (bytes, bound, full).
+  void SpoolInto(pgward::v1::Agent& agent) const {
+    agent.set_spool_bytes(spool_bytes_.load());
+    agent.set_spool_max_bytes(spool_max_bytes_.load());
+    agent.set_spool_full(spool_full_.load());
+  }
 
  private:
   void OnReadDone(bool ok) override;
@@ -104,12 +111,16 @@ class ControlStream : public net::ServerBidiReactor<pgward::v1::AgentMessage, pg
   std::string credential_;
   std::string peer_;
   std::string boot_id_;  // from Hello; only the read path writes these two
+  absl::flat_hash_set<std::string> earlier_boots_;  // resent in this stream (read path only)
   std::string version_;
   bool registered_ = false;
   // When a hello or heartbeat last did its store work (token check, last seen). The read path
   // writes and reads it, one message at a time, like boot_id_.
   std::chrono::steady_clock::time_point last_store_check_;
   std::atomic<uint32_t> active_sessions_{0};
+  std::atomic<uint64_t> spool_bytes_{0}, spool_max_bytes_{0};
+  std::atomic<bool> spool_full_{false};
+  void NoteHeartbeat(const pgward::v1::Heartbeat& heartbeat);
   pgward::v1::AgentMessage incoming_;
 
   // How the audit writer reaches this stream to resume reading: it may call back after the

@@ -38,6 +38,10 @@ bool BoundStatementEvent(pgward::v1::StatementEvent& e) {
   cut |= TruncateUtf8(*e.mutable_decision(), kMaxShortFieldBytes);
   cut |= TruncateUtf8(*e.mutable_rule(), kMaxShortFieldBytes);
   cut |= TruncateUtf8(*e.mutable_reviewer(), kMaxShortFieldBytes);
+  // Three values, whatever an agent sends (older agents send none): else derived from sqlstate.
+  if (e.outcome() != "ok" && e.outcome() != "error" && e.outcome() != "unknown") {
+    e.set_outcome(e.sqlstate().empty() ? "ok" : "error");
+  }
   return cut;
 }
 

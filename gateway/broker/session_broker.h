@@ -108,6 +108,7 @@ class SessionBroker : public admin::LiveDirectory {
 
   bool AgentOnline(const std::string& agent) override;
   uint32_t ActiveSessions(const std::string& agent) override;
+  void SpoolInto(const std::string& name, pgward::v1::Agent& agent) override { agents_.SpoolInto(name, agent); }
   absl::Status KillSession(const std::string& session_id) override;
   // A grant was deleted or updated: live sessions no grant covers end (57P01, grant_deleted);
   // those whose effective policy changed get the new one pushed to their agent (UpdatePolicy).

@@ -130,12 +130,20 @@ CREATE TABLE subject_cutoffs (
 ) WITHOUT ROWID;
 )sql";
 
+// Version 6: each statement's outcome (ok | error | unknown: its result never came back, the
+// caller or the agent went away while it ran). Earlier rows get ok or error from their sqlstate.
+constexpr char kV6[] = R"sql(
+ALTER TABLE statement_events ADD COLUMN outcome TEXT NOT NULL DEFAULT '';
+UPDATE statement_events SET outcome = CASE WHEN sqlstate = '' THEN 'ok' ELSE 'error' END;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "agents, connections, grants", kV1},
     {2, "sessions and statement audit", kV2},
     {3, "revoked principals and groups", kV3},
     {4, "agent token rotation", kV4},
     {5, "identity provider revocation events", kV5},
+    {6, "statement outcome", kV6},
 };
 
 }  // namespace

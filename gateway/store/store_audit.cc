@@ -189,7 +189,7 @@ namespace {
 const std::string kInsertStatementEvent =
     "INSERT INTO statement_events(agent, boot_id, seq, session_id, time_unix_us, protocol,"
     " statement, fingerprint, command_tag, rows, sqlstate, error, duration_us, decision, rule,"
-    " reviewer) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " reviewer, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (agent, boot_id, seq) DO NOTHING";
 }  // namespace
 
@@ -227,7 +227,13 @@ absl::Status Store::InsertStatementEventsLocked(
     q->BindTextUnowned(7, e.statement()).BindTextUnowned(8, e.fingerprint()).BindTextUnowned(9, e.command_tag());
     q->BindInt(10, e.rows()).BindTextUnowned(11, e.sqlstate()).BindTextUnowned(12, e.error());
     q->BindInt(13, e.duration_us()).BindTextUnowned(14, e.decision()).BindTextUnowned(15, e.rule());
+    // The gateway bounds outcome to ok | error | unknown (event_bounds.cc); none given: derived.
     q->BindTextUnowned(16, e.reviewer());
+    if (e.outcome().empty()) {
+      q->BindText(17, e.sqlstate().empty() ? "ok" : "error");
+    } else {
+      q->BindTextUnowned(17, e.outcome());
+    }
     if (absl::Status s = q->Run(); !s.ok()) return s;
     if (db_->Changes() == 0) {  // a replay of an event already stored
       ++result.replayed;
@@ -269,7 +275,7 @@ absl::StatusOr<std::vector<pgward::v1::AuditRow>> Store::ListAudit(const pgward:
       "SELECT e.id, e.time_unix_us, e.session_id, COALESCE(s.principal, ''), COALESCE(s.issuer, ''),"
       " COALESCE(s.connection, ''), COALESCE(s.agent, e.agent), COALESCE(s.client_addr, ''),"
       " e.protocol, e.statement, e.fingerprint, e.command_tag, e.rows, e.sqlstate, e.error,"
-      " e.duration_us, e.decision, e.rule, e.reviewer"
+      " e.duration_us, e.decision, e.rule, e.reviewer, e.outcome"
       " FROM statement_events e LEFT JOIN sessions s ON s.session_id = e.session_id"
       " WHERE (?1 = '' OR s.principal = ?1) AND (?2 = '' OR s.connection = ?2)"
       " AND e.time_unix_us >= ?3 AND (?4 = '' OR e.session_id = ?4) AND (?6 = '' OR s.issuer = ?6)",
@@ -305,6 +311,7 @@ absl::StatusOr<std::vector<pgward::v1::AuditRow>> Store::ListAudit(const pgward:
     r.set_decision(q->Text(16));
     r.set_rule(q->Text(17));
     r.set_reviewer(q->Text(18));
+    r.set_outcome(q->Text(19));
   }
 }
 

@@ -15,7 +15,7 @@ from pgward_harness import session_id_of, unique, wait_until
 
 AUDIT_KEYS = ["id", "time", "session_id", "principal", "issuer", "connection", "agent", "client_addr",
               "protocol", "statement", "fingerprint", "command_tag", "rows", "sqlstate", "error",
-              "duration_us", "decision", "rule", "reviewer"]
+              "duration_us", "decision", "rule", "reviewer", "outcome"]
 
 
 @pytest.fixture
@@ -332,6 +332,7 @@ def test_audit_json_has_exactly_the_contract_keys(stack):
         assert isinstance(r["id"], int) and isinstance(r["rows"], int) and isinstance(r["duration_us"], int)
         assert r["protocol"] in ("simple", "extended")
         assert r["decision"] in ("allowed", "denied", "approved", "rejected")
+        assert r["outcome"] == ("error" if r["sqlstate"] else "ok"), r
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids))
     # filters narrow the same data

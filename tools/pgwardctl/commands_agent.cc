@@ -48,9 +48,15 @@ CommandResult List(CommandContext& ctx) {
     PrintJson(ctx.out(), arr);
     return CommandResult::Ok();
   }
-  Table table({"NAME", "ONLINE", "SESSIONS", "LAST SEEN", "VERSION", "PEER"});
+  Table table({"NAME", "ONLINE", "SESSIONS", "SPOOL", "LAST SEEN", "VERSION", "PEER"});
   for (const v1::Agent& a : resp.agents()) {
-    table.AddRow({a.name(), a.online() ? "yes" : "no", absl::StrCat(a.active_sessions()),
+    // The event spool: what awaits the gateway's acknowledgement, of its bound.
+    std::string spool = "-";
+    if (a.online() && a.spool_max_bytes() > 0) {
+      spool = absl::StrCat(a.spool_bytes() / 1024, "/", a.spool_max_bytes() / 1024, " KiB",
+                           a.spool_full() ? " FULL" : "");
+    }
+    table.AddRow({a.name(), a.online() ? "yes" : "no", absl::StrCat(a.active_sessions()), spool,
                   a.last_seen_unix_ms() == 0 ? "never" : FormatTimeMs(a.last_seen_unix_ms()), a.version(), a.peer()});
   }
   table.Print(ctx.out());

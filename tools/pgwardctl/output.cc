@@ -64,6 +64,12 @@ nlohmann::ordered_json AgentJson(const pgward::v1::Agent& a) {
   j["last_seen"] = TimeOrNull(a.last_seen_unix_ms());
   j["version"] = a.version();
   j["peer"] = a.peer();
+  // From the agent's last heartbeat; null while it is offline.
+  if (a.online()) {
+    j["spool"] = {{"bytes", a.spool_bytes()}, {"max_bytes", a.spool_max_bytes()}, {"full", a.spool_full()}};
+  } else {
+    j["spool"] = nullptr;
+  }
   return j;
 }
 
@@ -148,6 +154,7 @@ nlohmann::ordered_json AuditJson(const pgward::v1::AuditRow& r) {
   j["decision"] = r.decision();
   j["rule"] = r.rule();
   j["reviewer"] = r.reviewer();
+  j["outcome"] = r.outcome();
   return j;
 }
 

@@ -158,6 +158,7 @@ TEST_CASE("pgwardctl audit list --json prints exactly the contract fields", "[pg
   e.set_statement("SELECT * FROM t WHERE id = $1");
   e.set_rows(-1);
   e.set_decision("denied");
+  e.set_sqlstate("42501");
   REQUIRE(gw.harness().store().InsertStatementEvents("edge-1", "boot", {{1, e}}).ok());
 
   CliResult audit = gw.Run({"audit", "list", "--json"});
@@ -171,13 +172,16 @@ TEST_CASE("pgwardctl audit list --json prints exactly the contract fields", "[pg
   std::sort(keys.begin(), keys.end());
   std::vector<std::string> contract = {"id", "time", "session_id", "principal", "issuer", "connection", "agent",
                                        "client_addr", "protocol", "statement", "fingerprint", "command_tag", "rows",
-                                       "sqlstate", "error", "duration_us", "decision", "rule", "reviewer"};
+                                       "sqlstate", "error", "duration_us", "decision", "rule", "reviewer",
+                                       // ARCHITECTURE.md section 9: rows gain their outcome.
+                                       "outcome"};
   std::sort(contract.begin(), contract.end());
   CHECK(keys == contract);
   CHECK(rows[0]["time"] == "2023-11-14T22:13:20.123456Z");
   CHECK(rows[0]["principal"] == "bot");
   CHECK(rows[0]["client_addr"] == "192.0.2.1:5000");
   CHECK(rows[0]["rows"] == -1);
+  CHECK(rows[0]["outcome"] == "error");  // none sent: derived from the sqlstate
 
   CliResult since = gw.Run({"audit", "list", "--since", "15m", "--json"});  // the event is from 2023
   REQUIRE(since.exit_code == 0);

@@ -162,6 +162,15 @@ TEST_CASE("a session logs in upstream, opens its stream, relays a query and its 
   CHECK(event.sqlstate().empty());
   CHECK(event.decision() == "allowed");
   CHECK(event.rule() == "g-7");
+  CHECK(event.outcome() == "ok");
+  // The statement was spooled as an intent before it went upstream, and its event completes it.
+  const auto intents = h.sink.intents();
+  REQUIRE(intents.size() == 1);
+  CHECK(intents[0].first == "s-relay");
+  CHECK(intents[0].second.intent_id() == 1);
+  CHECK(intents[0].second.statement().statement() == "SELECT $1");
+  CHECK(h.sink.links().at(0).intent_id == 1);
+  CHECK(h.sink.links().at(0).settled_through == 1);
 
   // The caller's Terminate ends the session: the agent says goodbye upstream and half-closes.
   call->Send(Terminate());
@@ -201,6 +210,8 @@ TEST_CASE("a write under a read-only grant is answered with 42501 and never reac
   CHECK(event.sqlstate() == "42501");
   CHECK(event.statement() == "INSERT INTO orders VALUES ($1)");
   CHECK(event.rows() == -1);
+  CHECK(event.outcome() == "error");
+  CHECK(h.sink.intents().empty());  // it never went upstream
 
   // The refusal is per statement: the next allowed one runs.
   call->Send(Query("SELECT 1"));
@@ -262,6 +273,53 @@ TEST_CASE("the gateway's EndSession cancels the running statement, closes the up
   CHECK(call->WaitForEnd(kWait));
   CHECK(h.WaitForNoSessions(kWait));
   CHECK(h.sink.ended_count() == 1);
+  // The statement's result never came back: it is recorded, with outcome unknown.
+  REQUIRE(h.sink.WaitForStatements(1, kWait));
+  const pgward::v1::StatementEvent event = h.sink.statements().at(0);
+  CHECK(event.statement() == "SELECT pg_sleep($1)");
+  CHECK(event.outcome() == "unknown");
+  CHECK(event.rows() == -1);
+  CHECK_THAT(event.error(), Catch::Contains("may have run"));
+  CHECK(h.sink.links().at(0).intent_id == 1);
+}
+
+TEST_CASE("a full spool refuses new statements with 53000 and the session goes on", "[session][spool]") {
+  SessionHarness h;
+  std::shared_ptr<FakeGateway::Call> call = OpenSession(h, h.Grant("s-full", pgward::v1::MODE_READ_ONLY));
+  h.sink.SetSpoolRefuses(true);
+  call->Send(Query("SELECT 1"));
+  std::string reply = ReadUntilReady(*call);
+  const TakenError error = TakeError(reply);
+  CHECK(error.severity == "ERROR");
+  CHECK(error.sqlstate == "53000");
+  CHECK_THAT(error.message, Catch::Contains("spool is full"));
+  CHECK(reply == ReadyForQuery('I'));
+  CHECK(h.postgres.Queries().empty());
+  CHECK(h.sink.intents().empty());
+
+  h.sink.SetSpoolRefuses(false);
+  call->Send(Query("SELECT 1"));
+  CHECK(ReadUntilReady(*call) == FakePostgres::QueryAnswer());
+  CHECK(h.postgres.Queries() == std::vector<std::string>{"SELECT 1"});
+}
+
+TEST_CASE("a spool that cannot write ends the session before the statement is forwarded", "[session][spool]") {
+  SessionHarness h;
+  std::shared_ptr<FakeGateway::Call> call = OpenSession(h, h.Grant("s-failed", pgward::v1::MODE_READ_ONLY));
+  h.sink.SetSpoolFails(true);
+  call->Send(Query("SELECT 1"));
+  auto [data, reason] = ReadUntilEnd(*call);
+  CHECK(reason == "spool_failed");
+  const TakenError fatal = TakeError(data);
+  CHECK(fatal.severity == "FATAL");
+  CHECK(fatal.sqlstate == "53000");
+  CHECK_THAT(fatal.message, Catch::Contains("nothing of this request was run"));
+  const auto ended = h.sink.WaitForEnded(kWait);
+  REQUIRE(ended);
+  CHECK(ended->reason() == "spool_failed");
+  CHECK(h.postgres.WaitUntilAllClosed(kWait));
+  CHECK(h.postgres.Queries().empty());
+  CHECK(h.WaitForNoSessions(kWait));
 }
 
 TEST_CASE("a gateway stream that breaks ends the session and closes the upstream", "[session]") {

@@ -4,6 +4,8 @@
 
 #include <atomic>
 #include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -16,10 +18,19 @@ namespace pgward::agent::testing {
 // Sessions emit from their own executors; the test thread reads and waits.
 class RecordingSink : public SessionEventSink {
  public:
-  void EmitStatement(pgward::v1::StatementEvent event) override {
+  void EmitStatement(pgward::v1::StatementEvent event, StatementLink link = {}) override {
     absl::MutexLock lock(&mu_);
     statements_.push_back(std::move(event));
+    links_.push_back(link);
   }
+  absl::Status SpoolIntents(const std::string& session_id,
+                            const std::vector<pgward::v1::SpoolIntent>& intents) override {
+    if (spool_fails_.load()) return absl::UnavailableError("test: the spool failed");
+    absl::MutexLock lock(&mu_);
+    for (const auto& intent : intents) intents_.emplace_back(session_id, intent);
+    return absl::OkStatus();
+  }
+  bool SpoolRefuses() override { return spool_refuses_.load(); }
   void EmitSessionEnded(pgward::v1::SessionEnded event) override {
     absl::MutexLock lock(&mu_);
     ended_.push_back(std::move(event));
@@ -27,6 +38,16 @@ class RecordingSink : public SessionEventSink {
   bool Backlogged() override { return backlogged_.load(); }
 
   void SetBacklogged(bool backlogged) { backlogged_.store(backlogged); }
+  void SetSpoolRefuses(bool refuses) { spool_refuses_.store(refuses); }
+  void SetSpoolFails(bool fails) { spool_fails_.store(fails); }
+  std::vector<std::pair<std::string, pgward::v1::SpoolIntent>> intents() {
+    absl::MutexLock lock(&mu_);
+    return intents_;
+  }
+  std::vector<StatementLink> links() {
+    absl::MutexLock lock(&mu_);
+    return links_;
+  }
   std::vector<pgward::v1::StatementEvent> statements() {
     absl::MutexLock lock(&mu_);
     return statements_;
@@ -51,8 +72,12 @@ class RecordingSink : public SessionEventSink {
  private:
   absl::Mutex mu_;
   std::vector<pgward::v1::StatementEvent> statements_ ABSL_GUARDED_BY(mu_);
+  std::vector<StatementLink> links_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::string, pgward::v1::SpoolIntent>> intents_ ABSL_GUARDED_BY(mu_);
   std::vector<pgward::v1::SessionEnded> ended_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> backlogged_{false};
+  std::atomic<bool> spool_refuses_{false};
+  std::atomic<bool> spool_fails_{false};
 };
 
 }  // namespace pgward::agent::testing
