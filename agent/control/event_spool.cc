@@ -243,9 +243,7 @@ absl::Status EventSpool::Recover(SpoolRecovery* recovered) {
     if (!completed.insert(IntentKey(session, intent.intent_id())).second) continue;
     pgward::v1::StatementEvent event = std::move(*intent.mutable_statement());
     event.set_session_id(session);
-    event.set_rows(-1);
-    event.set_outcome("unknown");
-    event.set_error("pgward: the agent stopped before this statement's result came back; it may have run");
+    MarkOutcomeUnknown(event, "pgward: the agent stopped before this statement's result came back; it may have run");
     recovered->unknown.emplace_back(std::move(event), intent.intent_id());
   }
   // The segments holding those intents stay until their unknown events are written.

@@ -41,6 +41,13 @@ struct SpooledBoot {
   std::vector<pgward::v1::AgentEvent> events;  // seq order
 };
 
+// A statement sent upstream whose result never came: it may have run.
+inline void MarkOutcomeUnknown(pgward::v1::StatementEvent& event, std::string error) {
+  event.set_rows(-1);
+  event.set_outcome("unknown");
+  event.set_error(std::move(error));
+}
+
 struct SpoolRecovery {
   std::vector<SpooledBoot> boots;
   // Intents of earlier boots whose result never came: events with outcome "unknown", each with

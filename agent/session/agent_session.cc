@@ -371,9 +371,7 @@ void AgentSession::EmitEnded(const std::string& reason) {
   if (!open_intents_.empty()) {
     std::vector<uint64_t> settled;
     for (OpenIntent& open : open_intents_) {
-      open.event.set_rows(-1);
-      open.event.set_outcome("unknown");
-      open.event.set_error("pgward: the session ended before this statement's result came back; it may have run");
+      MarkOutcomeUnknown(open.event, "pgward: the session ended before this statement's result came back; it may have run");
       settled.push_back(open.id);
       deps_.sink->EmitStatement(std::move(open.event), StatementLink{open.id, open.id});
     }
@@ -576,6 +574,11 @@ std::optional<PolicyDecision> AgentSession::SpoolRefusal() {
                         "pgward: the agent's audit spool is full (the gateway has not acknowledged its events) or "
                         "cannot be written (see the agent log), so no statement can be recorded; the statement was "
                         "not run. Retry once the gateway is reachable"};
+}
+
+PolicyDecision AgentSession::Decide(const inspect::AnalyzedStatement& statement) {
+  if (std::optional<PolicyDecision> refusal = SpoolRefusal()) return *std::move(refusal);
+  return CheckStatement(grant_.policy(), statement);
 }
 
 void AgentSession::EmitRecords() {

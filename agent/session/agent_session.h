@@ -11,13 +11,13 @@
 #include <string_view>
 
 #include "agent/control/agent_token.h"
+#include "agent/control/event_spool.h"
 #include "agent/inspect/identity_check.h"
 #include "agent/inspect/sql_analyzer.h"
 #include "agent/inspect/statement_tracker.h"
 #include "agent/session/session_stream.h"
 #include "agent/session/statement_policy.h"
 #include "agent/upstream/pinned_settings.h"
-#include "agent/control/event_spool.h"
 #include "agent/upstream/tls_contexts.h"
 #include "agent/upstream/upstream_login.h"
 #include "agent/upstream/upstream_policy.h"
@@ -122,6 +122,8 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   bool SpoolNewIntents();
   // When the spool is full or failed, the refusal of a statement the caller sends now.
   std::optional<PolicyDecision> SpoolRefusal();
+  // The decision on a statement the caller sends now: the spool's refusal, else the grant's policy.
+  PolicyDecision Decide(const inspect::AnalyzedStatement& statement);
   // The fields every statement event of this session shares.
   pgward::v1::StatementEvent NewEvent(const inspect::AnalyzedStatement* statement, bool extended,
                                       int64_t time_unix_us) const;

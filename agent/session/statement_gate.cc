@@ -31,9 +31,8 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
       }
       bool may_copy_in = false;
       bool resets = false;
-      std::optional<PolicyDecision> spool_full = s_.SpoolRefusal();
       for (const auto& statement : statements) {
-        PolicyDecision decision = spool_full ? *spool_full : CheckStatement(s_.grant_.policy(), *statement);
+        PolicyDecision decision = s_.Decide(*statement);
         if (!decision.allowed) {
           // A Sync in place of the Query yields a ReadyForQuery at exactly the point the
           // caller expects one; the refusal is written just before it.
@@ -75,8 +74,7 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
         pgwire::FinishMessage(out, at);
         return absl::OkStatus();
       }
-      std::optional<PolicyDecision> spool_full = s_.SpoolRefusal();
-      PolicyDecision decision = spool_full ? *spool_full : CheckStatement(s_.grant_.policy(), *statement);
+      PolicyDecision decision = s_.Decide(*statement);
       if (!decision.allowed) {
         // Extended protocol: like a server error, skip everything up to the next Sync.
         s_.EmitDenied(*statement, true, decision);

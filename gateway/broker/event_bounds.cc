@@ -38,10 +38,9 @@ bool BoundStatementEvent(pgward::v1::StatementEvent& e) {
   cut |= TruncateUtf8(*e.mutable_decision(), kMaxShortFieldBytes);
   cut |= TruncateUtf8(*e.mutable_rule(), kMaxShortFieldBytes);
   cut |= TruncateUtf8(*e.mutable_reviewer(), kMaxShortFieldBytes);
-  // Three values, whatever an agent sends (older agents send none): else derived from sqlstate.
-  if (e.outcome() != "ok" && e.outcome() != "error" && e.outcome() != "unknown") {
-    e.set_outcome(e.sqlstate().empty() ? "ok" : "error");
-  }
+  // Three values, whatever an agent sends; anything else (older agents send none) is cleared,
+  // and the store derives it from the sqlstate.
+  if (e.outcome() != "ok" && e.outcome() != "error" && e.outcome() != "unknown") e.clear_outcome();
   return cut;
 }
 

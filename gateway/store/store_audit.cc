@@ -227,8 +227,8 @@ absl::Status Store::InsertStatementEventsLocked(
     q->BindTextUnowned(7, e.statement()).BindTextUnowned(8, e.fingerprint()).BindTextUnowned(9, e.command_tag());
     q->BindInt(10, e.rows()).BindTextUnowned(11, e.sqlstate()).BindTextUnowned(12, e.error());
     q->BindInt(13, e.duration_us()).BindTextUnowned(14, e.decision()).BindTextUnowned(15, e.rule());
-    // The gateway bounds outcome to ok | error | unknown (event_bounds.cc); none given: derived.
     q->BindTextUnowned(16, e.reviewer());
+    // ok | error | unknown (event_bounds.cc clears any other value); none given: from sqlstate.
     if (e.outcome().empty()) {
       q->BindText(17, e.sqlstate().empty() ? "ok" : "error");
     } else {

@@ -91,5 +91,17 @@ TEST_CASE("session-ended events are bounded too", "[bounds]") {
   CHECK(e.reason().size() <= kMaxShortFieldBytes);
 }
 
+TEST_CASE("an outcome outside ok, error and unknown is cleared, for the store to derive", "[bounds]") {
+  pgward::v1::StatementEvent e;
+  const std::string kept = GENERATE(std::string("ok"), std::string("error"), std::string("unknown"));
+  e.set_outcome(kept);
+  BoundStatementEvent(e);
+  CHECK(e.outcome() == kept);
+  const std::string bogus = GENERATE(std::string("OK"), std::string("unknown "), std::string(300, 'x'));
+  e.set_outcome(bogus);
+  BoundStatementEvent(e);
+  CHECK(e.outcome().empty());
+}
+
 }  // namespace
 }  // namespace pgward::gateway

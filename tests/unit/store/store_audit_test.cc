@@ -4,6 +4,7 @@
 #include <sqlite3.h>
 
 #include <algorithm>
+#include <map>
 
 #include "gateway/store/store.h"
 #include "tests/unit/store/temp_dir.h"
@@ -190,6 +191,26 @@ TEST_CASE("replayed statement events are stored once and counted once", "[store]
   auto sessions = store->ListSessions({});
   REQUIRE(sessions.ok());
   CHECK((*sessions)[0].statements() == 4);
+}
+
+TEST_CASE("an event's outcome is stored as sent, or derived from its sqlstate when none is given",
+          "[store][audit]") {
+  auto store = OpenMemory();
+  REQUIRE(store->InsertSession(Session("s1", "bot", "app", 1000)).ok());
+  pgward::v1::StatementEvent plain = Event("s1", 1'000'000, "SELECT 1");
+  pgward::v1::StatementEvent failed = Event("s1", 1'000'100, "SELECT 2");
+  failed.set_sqlstate("42P01");
+  pgward::v1::StatementEvent unknown = Event("s1", 1'000'200, "SELECT 3");
+  unknown.set_outcome("unknown");
+  REQUIRE(store->InsertStatementEvents("edge-1", "boot-a", {{1, plain}, {2, failed}, {3, unknown}}).ok());
+  auto rows = store->ListAudit({});
+  REQUIRE(rows.ok());
+  REQUIRE(rows->size() == 3);
+  std::map<std::string, std::string> outcome;
+  for (const auto& r : *rows) outcome[r.statement()] = r.outcome();
+  CHECK(outcome["SELECT 1"] == "ok");
+  CHECK(outcome["SELECT 2"] == "error");
+  CHECK(outcome["SELECT 3"] == "unknown");
 }
 
 TEST_CASE("audit rows carry the session's identity and honour filters, limit and order", "[store][audit]") {
