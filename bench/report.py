@@ -9,6 +9,8 @@ import statistics
 import sys
 
 TARGETS = ["direct", "pgbouncer", "pgward"]
+# The pgbench scenarios also run through a second agent that has no --data-dir: no event spool.
+SPOOL_OFF = "pgward-nospool"
 SCENARIOS = ["c1", "c8", "c8s", "connect", "connectpy"]
 
 
@@ -30,6 +32,11 @@ def med(values) -> float:
 
 def fmt(x: float, digits: int = 0) -> str:
     return "n/a" if math.isnan(x) else f"{x:.{digits}f}"
+
+
+def pct_more(a: float, b: float) -> str:
+    """a against b as a signed percentage, e.g. +4%."""
+    return "n/a" if math.isnan(a) or math.isnan(b) or b == 0 else f"{(a / b - 1) * 100:+.0f}%"
 
 
 def load_jsonl(var: str) -> list:
@@ -213,6 +220,8 @@ def main() -> int:
       "(server_tls_sslmode=disable), pool_mode=transaction (session for the 8-client -M prepared scenario, see below), default_pool_size=20 | SCRAM-SHA-256 (auth_file holds the role's SCRAM secret) |")
     w("| pgward | TLS (sslmode=require; gateway's own certificate) | gateway -> agent: gRPC over TLS (loopback); "
       "agent -> PostgreSQL: plaintext TCP on loopback (connection sslmode=disable) | OIDC access token as the password (one token fetched from the test IdP and reused) |")
+    w(f"| {SPOOL_OFF} | as pgward (same gateway and principal) | as pgward, through a second agent started without "
+      "`--data-dir`: no on-disk event spool, statement events in agent memory only | as pgward |")
     w("")
     w("PgBouncer 1.18 cannot carry protocol-level prepared statements across transaction-pooled server "
       "connections: `pgbench -M prepared -c 8` against pool_mode=transaction fails with `prepared statement \"P_0\" "
@@ -220,12 +229,15 @@ def main() -> int:
       "(pool_mode=session, which is also what pgward does: one upstream connection per client session); the "
       "1-client and connection-setup scenarios use transaction pooling.")
     w("")
-    w("pgward runs with audit on (every statement is recorded by the gateway). The -C scenarios use the simple "
+    w(f"pgward runs with audit on (every statement is recorded by the gateway) and its agent's event spool on "
+      f"(`--data-dir`: an intent and an event record per statement, fdatasync'd in groups); {SPOOL_OFF}, pgbench "
+      "scenarios only, differs in the spool alone, which gives the spool's cost side by side. The -C scenarios use the simple "
       "query protocol (pgbench's default) since each connection runs one transaction.")
     w("")
 
     medians = {}
     cpu_per_tx = {}
+    spool_cost = {}
     for s in SCENARIOS:
         srows = [r for r in rows if r["scenario"] == s]
         if not srows:
@@ -243,7 +255,7 @@ def main() -> int:
         w(hdr)
         w(sep)
         m = {}
-        for t in TARGETS:
+        for t in TARGETS + [SPOOL_OFF]:
             rs = [r for r in srows if r["target"] == t]
             if not rs:
                 continue
@@ -254,7 +266,7 @@ def main() -> int:
             if conn_col:
                 line += f" {fmt(m[t][2], 3)} |"
             line += " " + ", ".join(fmt(num(r["tps"])) + (" (aborted)" if r not in good else "") for r in rs) + " |"
-            if t == "pgward":
+            if t in ("pgward", SPOOL_OFF):
                 line += f" {fmt(med(num(r['gw_cpu_s']) for r in rs), 2)} + {fmt(med(num(r['agent_cpu_s']) for r in rs), 2)} |"
             elif t == "pgbouncer":
                 line += f" ({fmt(med(num(r['bouncer_cpu_s']) for r in rs), 2)}) |"
@@ -291,10 +303,12 @@ def main() -> int:
             w("")
             medians[s] = (rd, rb, dl, db)
         # CPU per transaction through pgward, from /proc/PID/stat deltas.
+        def pgward_cpu_per_tx(target: str):
+            rs = [r for r in srows if r["target"] == target and r["note"] == "-"]
+            return (med((num(r["gw_cpu_s"]) + num(r["agent_cpu_s"])) / (num(r["tps"]) * float(duration)) * 1e6 for r in rs),
+                    med(num(r["gw_cpu_s"]) / (num(r["tps"]) * float(duration)) * 1e6 for r in rs))
         if s in ("c1", "c8", "c8s") and "pgward" in m:
-            rs = [r for r in srows if r["target"] == "pgward" and r["note"] == "-"]
-            per_tx = med((num(r["gw_cpu_s"]) + num(r["agent_cpu_s"])) / (num(r["tps"]) * float(duration)) * 1e6 for r in rs)
-            gw_tx = med(num(r["gw_cpu_s"]) / (num(r["tps"]) * float(duration)) * 1e6 for r in rs)
+            per_tx, gw_tx = pgward_cpu_per_tx("pgward")
             line = f"- pgward CPU per transaction: {fmt(per_tx)} us (gateway {fmt(gw_tx)} us, agent {fmt(per_tx - gw_tx)} us)"
             brs = [r for r in srows if r["target"] == "pgbouncer" and r["note"] == "-"]
             if brs:
@@ -302,6 +316,11 @@ def main() -> int:
                 line += f"; PgBouncer: {fmt(b_tx)} us"
                 cpu_per_tx[s] = (per_tx, b_tx)
             w(line)
+            if SPOOL_OFF in m and not math.isnan(m[SPOOL_OFF][0]) and not math.isnan(m["pgward"][0]):
+                off_tx, _ = pgward_cpu_per_tx(SPOOL_OFF)
+                spool_cost[s] = (m["pgward"][0] / m[SPOOL_OFF][0], per_tx, off_tx)
+                w(f"- event spool: TPS with/without **{fmt(spool_cost[s][0], 2)}x**; CPU per transaction "
+                  f"{fmt(per_tx)} us with, {fmt(off_tx)} us without ({pct_more(per_tx, off_tx)})")
             w("")
 
     bulk_verdict = bulk_section(w, bulk) if bulk else {}
@@ -363,6 +382,11 @@ def main() -> int:
             ours, theirs = cpu_per_tx[s]
             w(f"- CPU per transaction ({s}), gateway + agent <= 2x PgBouncer's -> {fmt(ours)} us vs {fmt(theirs)} us "
               f"({fmt(ours / theirs, 1)}x): {verdict(ours <= 2 * theirs)}")
+    for s in ("c1", "c8", "c8s"):
+        if s in spool_cost:
+            ratio, on, off = spool_cost[s]
+            w(f"- event spool cost ({s}, issue 7), pgward with the spool vs {SPOOL_OFF}: TPS {fmt(ratio, 2)}x, "
+              f"CPU per transaction {fmt(on)} us vs {fmt(off)} us ({pct_more(on, off)})")
     conn_ok = "connect" in medians and not math.isnan(medians["connect"][1])
     pgward_connect_aborted = any(r["scenario"] == "connect" and r["target"] == "pgward" and r["note"].startswith("ABORTED")
                                  for r in rows)

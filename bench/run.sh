@@ -217,12 +217,20 @@ start_gateway || die "gateway did not start; see $STACK_DIR/gateway.log"
 GW_PID="$(tail -1 "$STACK_DIR/pids")"
 start_agent bench-agent BENCH_DB_PASSWORD="$DB_PASSWORD" || die "agent did not start; see $STACK_DIR/bench-agent.log"
 AGENT_PID="$(tail -1 "$STACK_DIR/pids")"
+# The pgbench scenarios also run through a second agent without --data-dir (no event spool,
+# events in agent memory only), target pgward-nospool: the spool's cost, side by side.
+AGENT_NO_DATA_DIR=1 start_agent bench-agent-nospool BENCH_DB_PASSWORD="$DB_PASSWORD" ||
+  die "agent did not start; see $STACK_DIR/bench-agent-nospool.log"
+NOSPOOL_AGENT_PID="$(tail -1 "$STACK_DIR/pids")"
 # Upstream leg agent -> Postgres without TLS, like PgBouncer -> Postgres: the comparison is
 # about the proxy, and the client leg of every target uses TLS.
 pgwardctl connection create "$DB_NAME" --agent bench-agent --host 127.0.0.1 --port "$PG_PORT" \
   --database "$DB_NAME" --user "$DB_USER" --password-ref agent-env:BENCH_DB_PASSWORD --sslmode disable >/dev/null
 pgwardctl grant create --principal "$CLIENT_ID" --connection "$DB_NAME" --mode read-only \
   --max-sessions "$((SESSIONS + 100))" >/dev/null
+pgwardctl connection create "${DB_NAME}_nospool" --agent bench-agent-nospool --host 127.0.0.1 --port "$PG_PORT" \
+  --database "$DB_NAME" --user "$DB_USER" --password-ref agent-env:BENCH_DB_PASSWORD --sslmode disable >/dev/null
+pgwardctl grant create --principal "$CLIENT_ID" --connection "${DB_NAME}_nospool" --mode read-only >/dev/null
 
 TOKEN=""
 TOKEN_AT=0
@@ -242,11 +250,13 @@ target_env() {
               echo "PGHOST=127.0.0.1 PGPORT=$BOUNCER_PORT PGUSER=$DB_USER PGPASSWORD=$DB_PASSWORD PGDATABASE=$db PGSSLMODE=require" ;;
     pgward)   refresh_token
               echo "PGHOST=127.0.0.1 PGPORT=$GW_PG_PORT PGUSER=$CLIENT_ID PGPASSWORD=$TOKEN PGDATABASE=$DB_NAME PGSSLMODE=require" ;;
+    pgward-nospool) refresh_token
+              echo "PGHOST=127.0.0.1 PGPORT=$GW_PG_PORT PGUSER=$CLIENT_ID PGPASSWORD=$TOKEN PGDATABASE=${DB_NAME}_nospool PGSSLMODE=require" ;;
   esac
 }
 
 # Smoke check each target once before measuring, so a broken leg fails fast and clearly.
-for t in direct pgbouncer pgward; do
+for t in direct pgbouncer pgward pgward-nospool; do
   # shellcheck disable=SC2046
   out="$(env $(target_env "$t" c8) psql -X -At -c "SELECT count(*) FROM pgbench_branches" 2>&1)" ||
     die "target $t (c8 database): psql smoke query failed: $out"
@@ -268,6 +278,8 @@ CLK_TCK="$(getconf CLK_TCK)"
 # instead of aborting the client (pgbench -C aborts a client on its first failed connect).
 SCENARIOS=(c1 c8 c8s connect connectpy)
 TARGETS=(direct pgbouncer pgward)
+PGBENCH_TARGETS=("${TARGETS[@]}" pgward-nospool)
+agent_pid() { if [ "$1" = pgward-nospool ]; then echo "$NOSPOOL_AGENT_PID"; else echo "$AGENT_PID"; fi; }
 scenario_args() {
   case "$1" in
     c1)      echo "-n -S -M prepared -c 1 -j 1 -T $DURATION" ;;
@@ -310,22 +322,23 @@ AUDIT_RATE="$STACK_DIR/audit_rate.jsonl"
 : >"$AUDIT_RATE"
 printf 'round\tscenario\ttarget\ttps\tlat_ms\tconn_ms\tfailed\tnote\tattempts\tgw_cpu_s\tagent_cpu_s\tbouncer_cpu_s\tloadavg\tp99_ms\n' >"$RAW"
 if [ "$RUN_PGBENCH" -eq 1 ]; then
-  TOTAL_RUNS=$((ROUNDS * ${#SCENARIOS[@]} * ${#TARGETS[@]}))
+  TOTAL_RUNS=$((ROUNDS * ${#SCENARIOS[@]} * ${#PGBENCH_TARGETS[@]}))
   run_no=0
-  log "measuring: $ROUNDS round(s) x ${#SCENARIOS[@]} scenarios x ${#TARGETS[@]} targets, -T $DURATION each (~$((TOTAL_RUNS * (DURATION + 2))) s)"
+  log "measuring: $ROUNDS round(s) x ${#SCENARIOS[@]} scenarios x ${#PGBENCH_TARGETS[@]} targets, -T $DURATION each (~$((TOTAL_RUNS * (DURATION + 2))) s)"
   for ((r = 1; r <= ROUNDS; r++)); do
     for s in "${SCENARIOS[@]}"; do
       # Rotate the target order each round (and per scenario) so no target always runs first.
-      off=$(( (r - 1 + ${#s}) % ${#TARGETS[@]} ))
-      order=("${TARGETS[@]:off}" "${TARGETS[@]:0:off}")
+      off=$(( (r - 1 + ${#s}) % ${#PGBENCH_TARGETS[@]} ))
+      order=("${PGBENCH_TARGETS[@]:off}" "${PGBENCH_TARGETS[@]:0:off}")
       for t in "${order[@]}"; do
+        apid="$(agent_pid "$t")"
         run_no=$((run_no + 1))
         attempt=0
         while :; do
           attempt=$((attempt + 1))
           out="$STACK_DIR/run-r$r-$s-$t-a$attempt.log"
           load="$(cut -d' ' -f1 /proc/loadavg)"
-          g0=$(cpu_ticks "$GW_PID"); a0=$(cpu_ticks "$AGENT_PID"); b0=$(cpu_ticks "$BOUNCER_PID")
+          g0=$(cpu_ticks "$GW_PID"); a0=$(cpu_ticks "$apid"); b0=$(cpu_ticks "$BOUNCER_PID")
           rc=0
           if [ "$s" = connectpy ]; then
             # shellcheck disable=SC2046
@@ -337,7 +350,7 @@ if [ "$RUN_PGBENCH" -eq 1 ]; then
             # shellcheck disable=SC2046
             (cd "$STACK_DIR" && env $(target_env "$t" "$s") "$PGBENCH" $(scenario_args "$s") "${txlog[@]}") >"$out" 2>&1 || rc=$?
           fi
-          g1=$(cpu_ticks "$GW_PID"); a1=$(cpu_ticks "$AGENT_PID"); b1=$(cpu_ticks "$BOUNCER_PID")
+          g1=$(cpu_ticks "$GW_PID"); a1=$(cpu_ticks "$apid"); b1=$(cpu_ticks "$BOUNCER_PID")
           if [ "$s" = connectpy ]; then
             [ "$rc" -eq 0 ] || { cat "$out" >&2; die "connect_rate.py made no connection to $t; see $out"; }
             # ok failed conn/s connect_ms cycle_ms first_error -> tps lat conn failed note

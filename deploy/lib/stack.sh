@@ -109,10 +109,13 @@ pgwardctl() { "$BUILD_DIR/tools/pgwardctl/pgwardctl" "$@"; }
 # start_agent NAME [ENV=VALUE...]: creates the agent through the admin API and starts it.
 # The agent may reach only the Postgres started by start_postgres (127.0.0.1:$PG_PORT) and read
 # only the environment variables given here (--allow-upstream, --allow-credential); extra agent
-# flags go in AGENT_FLAGS.
+# flags go in AGENT_FLAGS. Its --data-dir (event spool) is $STACK_DIR/NAME-data, or none at all
+# with AGENT_NO_DATA_DIR=1 (statement events then live in memory only).
 start_agent() {
   local name="$1"; shift
   local allow=(--allow-upstream "127.0.0.1:${PG_PORT:?start_postgres first}")
+  local data=(--data-dir "$STACK_DIR/$name-data")
+  [ "${AGENT_NO_DATA_DIR:-0}" = 1 ] && data=()
   local assignment
   for assignment in "$@"; do allow+=(--allow-credential "agent-env:${assignment%%=*}"); done
   pgwardctl agent create "$name" --json |
@@ -121,7 +124,7 @@ start_agent() {
   # shellcheck disable=SC2086 # AGENT_FLAGS is a list of flags
   env "$@" "$BUILD_DIR/agent/pgward-agent" --gateway "127.0.0.1:$GW_GRPC_PORT" --name "$name" \
     --token-file "$STACK_DIR/$name.token" --ca-file "$GW_DIR/tls/gateway.crt" \
-    --data-dir "$STACK_DIR/$name-data" "${allow[@]}" ${AGENT_FLAGS:-} >"$STACK_DIR/$name.log" 2>&1 &
+    "${data[@]}" "${allow[@]}" ${AGENT_FLAGS:-} >"$STACK_DIR/$name.log" 2>&1 &
   record_pid $!
   local deadline=$((SECONDS + 20))
   until pgwardctl agent list --json | python3 -c "import json,sys; sys.exit(0 if any(a['name']=='$name' and a['online'] for a in json.load(sys.stdin)) else 1)"; do

@@ -40,7 +40,11 @@ bool AuditWriter::Submit(std::string agent, std::string boot_id, AgentEvents eve
   batch.bytes = bytes;
   batch.done = std::move(done);
   absl::MutexLock lock(&mu_);
-  batch.generation = boots_[batch.boot_key].generation;
+  // A boot without state is a fresh one: its generation is new, never one a queued batch has.
+  auto [boot, fresh] = boots_.try_emplace(batch.boot_key);
+  if (fresh) boot->second.generation = ++generations_;
+  ++boot->second.in_flight;
+  batch.generation = boot->second.generation;
   queue_.push_back(std::move(batch));
   queued_events_ += count;
   queued_bytes_ += bytes;
@@ -51,9 +55,19 @@ bool AuditWriter::Submit(std::string agent, std::string boot_id, AgentEvents eve
 
 void AuditWriter::StartStream(const std::string& agent, const std::string& boot_id) {
   absl::MutexLock lock(&mu_);
-  BootState& boot = boots_[agent + "/" + boot_id];
-  ++boot.generation;
-  boot.failed = false;
+  auto boot = boots_.find(absl::StrCat(agent, "/", boot_id));
+  if (boot == boots_.end()) return;  // nothing in flight, nothing failed: already fresh
+  if (boot->second.in_flight == 0) {
+    boots_.erase(boot);
+    return;
+  }
+  boot->second.generation = ++generations_;
+  boot->second.failed = false;
+}
+
+size_t AuditWriter::tracked_boots() {
+  absl::MutexLock lock(&mu_);
+  return boots_.size();
 }
 
 size_t AuditWriter::queued_events() {
@@ -148,7 +162,7 @@ void AuditWriter::Loop() {
         queue_.pop_front();
       }
       for (const Batch& batch : work) {
-        const BootState& boot = boots_[batch.boot_key];
+        const BootState& boot = boots_.at(batch.boot_key);  // in flight, so tracked
         skip.push_back(boot.failed || boot.generation != batch.generation);
       }
     }
@@ -160,11 +174,13 @@ void AuditWriter::Loop() {
         const Batch& batch = work[i];
         queued_events_ -= batch.event_count;
         queued_bytes_ -= batch.bytes;
-        if (batch.stored || skip[i]) continue;
+        auto boot = boots_.find(batch.boot_key);
         // Only the stream generation that lost the events is poisoned: if the agent already
         // reconnected (StartStream), its new stream resends them.
-        BootState& boot = boots_[batch.boot_key];
-        if (boot.generation == batch.generation) boot.failed = true;
+        if (!batch.stored && !skip[i] && boot->second.generation == batch.generation) boot->second.failed = true;
+        // A boot's state lives while it has batches in flight or a failure to remember, so
+        // that agents restarting (or a hostile one naming boot after boot) cannot grow it.
+        if (--boot->second.in_flight == 0 && !boot->second.failed) boots_.erase(boot);
       }
       // Half the limits: a paused agent gets room for more than one batch when it resumes.
       if (queued_events_ <= limits_.max_events / 2 && queued_bytes_ <= limits_.max_bytes / 2) {

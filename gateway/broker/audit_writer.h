@@ -69,6 +69,9 @@ class AuditWriter {
   // What waits for the store right now.
   size_t queued_events();
   size_t queued_bytes();
+  // Agent boots whose state the writer holds (batches in flight, or a failed write not yet
+  // followed by a reconnect); for tests.
+  size_t tracked_boots();
 
  private:
   struct Batch {
@@ -104,11 +107,14 @@ class AuditWriter {
   // Per "agent/boot": the current stream generation, and whether a write failed in it. After
   // a failure nothing later in that generation is stored or acked, so an ack can never cover
   // an event that was not stored.
+  // The state is dropped when neither is left: a boot without state is fresh.
   struct BootState {
-    uint64_t generation = 0;
+    uint64_t generation = 0;  // from generations_, so a dropped and re-made state never repeats one
+    size_t in_flight = 0;     // its batches queued or being written
     bool failed = false;
   };
   absl::flat_hash_map<std::string, BootState> boots_ ABSL_GUARDED_BY(mu_);
+  uint64_t generations_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };

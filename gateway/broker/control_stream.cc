@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "absl/strings/str_cat.h"
 #include "common/crypto/token_hash.h"
 #include "common/util/log.h"
 #include "gateway/broker/agent_registry.h"
@@ -15,6 +16,9 @@
 
 namespace pgward::gateway {
 namespace {
+// Distinct earlier boots one control stream may resend events of (EventBatch.boot_id).
+constexpr size_t kMaxEarlierBootsPerStream = 4096;
+
 int64_t NowMillis() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
@@ -198,7 +202,18 @@ void ControlStream::OnEvents(pgward::v1::EventBatch& batch) {
     boot = batch.boot_id();
     // Like this stream's own boot at Hello: a batch of it an earlier stream failed to store
     // must not keep later ones from being stored.
-    if (earlier_boots_.insert(boot).second) audit_.StartStream(agent_, boot);
+    if (!earlier_boots_.contains(boot)) {
+      // An agent resends its spool's boots one after another, a handful at most; a stream
+      // naming thousands is ended (the agent, on reconnecting, goes on where the acks left it).
+      if (earlier_boots_.size() >= kMaxEarlierBootsPerStream) {
+        End(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                         absl::StrCat("event batches named more than ", kMaxEarlierBootsPerStream,
+                                      " earlier boots in one stream")));
+        return;
+      }
+      earlier_boots_.insert(boot);
+      audit_.StartStream(agent_, boot);
+    }
   }
   AgentEvents events;
   uint64_t max_seq = 0;

@@ -413,3 +413,35 @@ TEST_CASE("batches of a replaced stream are dropped unacked even when they share
   CHECK(AuditRows(store, "s1") == 6);
   CHECK(StatementCount(store, "s1") == 6);
 }
+
+TEST_CASE("the writer keeps an agent boot's state only while it has batches in flight or a failure", "[audit]") {
+  FileStore files("audit-boots");
+  const std::string db = files.path();
+  pgward::store::Store& store = files.store();
+  REQUIRE(store.InsertSession(SessionOf("s1", "a1")).ok());
+  Outcomes outcomes;
+  pgward::gateway::AuditWriter writer(store);
+  // An agent (or a hostile one) naming boot after boot: once stored, nothing is kept.
+  for (int i = 0; i < 200; ++i) {
+    const std::string boot = "boot-" + std::to_string(i);
+    writer.StartStream("a1", boot);
+    writer.Submit("a1", boot, Events(1, 1), outcomes.Next());
+  }
+  REQUIRE(outcomes.Wait(200) == std::vector<bool>(200, true));
+  CHECK(writer.tracked_boots() == 0);
+
+  // A failed write is remembered (later batches of that stream are not stored) ...
+  Exec(db, "ALTER TABLE statement_events RENAME TO statement_events_hidden");
+  writer.Submit("a1", "boot-x", Events(10, 1), outcomes.Next());
+  REQUIRE(outcomes.Wait(201).back() == false);
+  Exec(db, "ALTER TABLE statement_events_hidden RENAME TO statement_events");
+  CHECK(writer.tracked_boots() == 1);
+  writer.Submit("a1", "boot-x", Events(11, 1), outcomes.Next());
+  REQUIRE(outcomes.Wait(202).back() == false);
+  // ... until the agent reconnects, which forgets it; the resent events are stored.
+  writer.StartStream("a1", "boot-x");
+  CHECK(writer.tracked_boots() == 0);
+  writer.Submit("a1", "boot-x", Events(10, 2), outcomes.Next());
+  REQUIRE(outcomes.Wait(203).back() == true);
+  CHECK(writer.tracked_boots() == 0);
+}
