@@ -164,10 +164,21 @@ StatementRecord StatementTracker::Release(Portal& portal) {
   return r;
 }
 
-bool StatementTracker::OnAgentQuery() {
+bool StatementTracker::OnAgentQuery(std::string injected_error) {
   if (skipping_until_sync_ || copy_in_active_) return false;
-  Push(OpKind::kAgentQuery);
+  Push(OpKind::kAgentQuery).injected_error = std::move(injected_error);
   return true;
+}
+
+bool StatementTracker::OnAgentFailure() {
+  if (skipping_until_sync_ || copy_in_active_) return false;
+  Push(OpKind::kAgentFailure);
+  return true;
+}
+
+bool StatementTracker::AgentFailureAtHead() {
+  const Op* op = Head();
+  return op != nullptr && op->kind == OpKind::kAgentFailure;
 }
 
 bool StatementTracker::AgentQueryAtHead() {
@@ -307,6 +318,10 @@ absl::Status StatementTracker::Complete(Op& op) {
 
 absl::Status StatementTracker::OnParseComplete() {
   Op* op = Head();
+  if (op != nullptr && op->kind == OpKind::kAgentFailure) {
+    statements_.Erase("");  // the server's unnamed statement is the agent's now
+    return absl::OkStatus();
+  }
   if (op == nullptr || op->kind != OpKind::kParse) return Desync("ParseComplete");
   // The unnamed statement ("") is simply replaced; a named one only reaches here if it was new.
   statements_.Put(op->name, op->statement);
@@ -315,6 +330,10 @@ absl::Status StatementTracker::OnParseComplete() {
 
 absl::Status StatementTracker::OnBindComplete() {
   Op* op = Head();
+  if (op != nullptr && op->kind == OpKind::kAgentFailure) {
+    EndPortal("");  // and so is its unnamed portal
+    return absl::OkStatus();
+  }
   if (op == nullptr || op->kind != OpKind::kBind) return Desync("BindComplete");
   EndPortal(op->name);  // the unnamed portal is replaced by the next Bind
   portals_.Put(op->name, Portal{StatementNamed(op->statement_name), std::nullopt});
@@ -488,6 +507,16 @@ absl::Status StatementTracker::OnErrorResponse(std::string_view sqlstate, std::s
     Emit(std::move(r));
   };
   if (op->copy_in) copy_in_active_ = false;  // any error ends copy-in
+  if (op->kind == OpKind::kAgentFailure) {
+    // Failed as meant: the server skips to the Sync, which the relay sent right after the
+    // caller's refused messages (nothing of the caller's is between), and whose refusal stays.
+    EndPortal("");
+    statements_.Erase("");
+    last_completion_us_ = now;
+    ops_.pop_front();
+    if (ops_.empty()) skipping_until_sync_ = true;
+    return absl::OkStatus();
+  }
   switch (op->kind) {
     case OpKind::kQuery:
       // The rest of the Query string is not executed; ReadyForQuery follows (55.2.2).
@@ -539,6 +568,8 @@ absl::Status StatementTracker::OnErrorResponse(std::string_view sqlstate, std::s
       break;  // nothing was run
     case OpKind::kAgentQuery:
       return absl::OkStatus();  // the relay keeps the agent's own errors; a FATAL ends everything anyway
+    case OpKind::kAgentFailure:
+      break;  // handled above
   }
   SkipToSync();
   return absl::OkStatus();
@@ -564,6 +595,7 @@ absl::StatusOr<std::string> StatementTracker::OnReadyForQuery(char status) {
       if (!op->answered) return Desync("ReadyForQuery before FunctionCallResponse");
       break;
     case OpKind::kAgentQuery:
+      inject = std::move(op->injected_error);
       break;
     default:
       return Desync("ReadyForQuery");

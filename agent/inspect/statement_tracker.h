@@ -93,8 +93,21 @@ class StatementTracker {
   // Its responses belong to the agent: while AgentQueryAtHead(), the relay keeps RowDescription,
   // DataRow, CommandComplete, ErrorResponse and NoticeResponse from the caller and the tracker,
   // and reports only the ReadyForQuery that ends it (OnReadyForQuery). It is never recorded.
-  bool OnAgentQuery();
+  // `injected_error`: a complete ErrorResponse that OnReadyForQuery returns for the relay to
+  // write just before the agent query's ReadyForQuery, which then goes to the caller (a refusal
+  // the server raised, so that it fails the caller's transaction as a server error would).
+  bool OnAgentQuery(std::string injected_error = {});
   bool AgentQueryAtHead();
+  // The agent's own extended-protocol statement that fails in the server (Parse, Bind and
+  // Execute of the unnamed statement and portal), written in place of a refused message of an
+  // extended batch so that the server fails the batch (and an open transaction) itself. Its
+  // ParseComplete, BindComplete and error belong to the agent (while AgentFailureAtHead(), the
+  // relay passes them to OnParseComplete / OnBindComplete / OnErrorResponse and keeps them from
+  // the caller); its error does not count as the batch's failure, so the Sync's injected
+  // refusal is still written. Returns false if the server is known to skip to a Sync already
+  // (then nothing is to be written: the batch has failed anyway).
+  bool OnAgentFailure();
+  bool AgentFailureAtHead();
   // `injected_error`: non-empty when the relay REFUSED messages of this batch and replaced them
   // with this Sync; the bytes (a complete ErrorResponse) are returned by OnReadyForQuery for the
   // relay to write just before that ReadyForQuery, so the caller sees the refusal in order.
@@ -133,7 +146,9 @@ class StatementTracker {
   bool IdleAtReadyForQuery() const;
 
  private:
-  enum class OpKind { kQuery, kParse, kBind, kDescribe, kExecute, kClose, kFunctionCall, kSync, kCopyEnd, kAgentQuery };
+  enum class OpKind {
+    kQuery, kParse, kBind, kDescribe, kExecute, kClose, kFunctionCall, kSync, kCopyEnd, kAgentQuery, kAgentFailure
+  };
   struct Op {
     explicit Op(OpKind k) : kind(k) {}
     OpKind kind;
@@ -150,7 +165,7 @@ class StatementTracker {
     int64_t started_us = 0;                     // Query: when the running statement started (0: not yet)
     bool got_parameter_description = false;     // Describe 'S'
     bool copy_in = false;                       // Query/Execute: CopyInResponse seen
-    std::string injected_error;                 // Sync
+    std::string injected_error;                 // Sync, AgentQuery
     bool batch_failed = false;                  // Sync: server reported an error in its batch
     uint64_t first_intent = 0;                  // Query: of statements[0]; Execute, FunctionCall: its own; else 0
   };

@@ -60,6 +60,9 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
     if (s_.tracker_.AgentQueryAtHead()) {
       if (std::optional<absl::Status> mine = OnIdentityCheckMessage(msg)) return *mine;
     }
+    if (s_.tracker_.AgentFailureAtHead()) {
+      if (std::optional<absl::Status> mine = OnAgentFailureMessage(msg)) return *mine;
+    }
     std::string& out = s_.to_gateway_;
     inspect::StatementTracker& tracker = s_.tracker_;
     absl::Status status;
@@ -163,6 +166,28 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
  private:
   // The answer to the agent's identity check stays in the agent. nullopt: not part of it
   // (ParameterStatus and NotificationResponse are asynchronous; a FATAL is for the caller).
+  // The answers to AppendRefusalBatch's messages stay in the agent; anything else (a FATAL, or
+  // what the statement can never answer) takes the normal path, where it is judged.
+  std::optional<absl::Status> OnAgentFailureMessage(const pgwire::MessageView& msg) {
+    switch (msg.type) {
+      case '1': return s_.tracker_.OnParseComplete();
+      case '2': return s_.tracker_.OnBindComplete();
+      case 'N': return absl::OkStatus();
+      case 'E': {
+        auto fields = pgwire::DecodeErrorOrNotice(msg.body);
+        if (!fields.ok()) return fields.status();
+        if (fields->severity == "FATAL" || fields->severity == "PANIC") return std::nullopt;
+        return s_.tracker_.OnErrorResponse(fields->sqlstate, fields->message);
+      }
+      default:
+        return std::nullopt;
+    }
+  }
+
+  bool RefusalAtHead() const {
+    return !s_.agent_queries_.empty() && s_.agent_queries_.front() == AgentQuery::kRefusal;
+  }
+
   std::optional<absl::Status> OnIdentityCheckMessage(const pgwire::MessageView& msg) {
     switch (msg.type) {
       case 'T':
@@ -174,15 +199,23 @@ class AgentSession::BackendHandler : public pgwire::MessageHandler {
         auto fields = pgwire::DecodeErrorOrNotice(msg.body);
         if (!fields.ok()) return fields.status();
         if (fields->severity == "FATAL" || fields->severity == "PANIC") return std::nullopt;
-        s_.identity_check_.OnError();
+        // A refusal's failing statement is meant to fail (its error is replaced by the refusal).
+        if (!RefusalAtHead()) s_.identity_check_.OnError();
         return absl::OkStatus();
       }
       case 'Z': {
         auto ready = pgwire::DecodeReadyForQuery(msg.body);
         if (!ready.ok()) return ready.status();
+        const bool refusal = RefusalAtHead();
         auto injected = s_.tracker_.OnReadyForQuery(*ready);
         if (!injected.ok()) return injected.status();
         s_.OnIdentityCheckDone();
+        if (refusal) {
+          // The caller's: its Query was refused, and the server's transaction state is the truth.
+          s_.to_gateway_.append(*injected);
+          s_.to_gateway_.append(msg.raw);
+          s_.boundary_in_frame_ = s_.to_gateway_.size();
+        }
         return absl::OkStatus();
       }
       default:

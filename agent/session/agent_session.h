@@ -150,6 +150,16 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // caller's RESET ALL or DISCARD ALL would return it to the id of the session that opened the
   // connection: after such a round trip the agent SETs it again (its answer stays in the agent).
   void AppendSessionIdRestore(std::string& out);
+  // A refused simple Query: in its place a statement that fails in the server (so that an open
+  // transaction is left failed, as by a server error), whose error the caller never sees; the
+  // refusal is written before its ReadyForQuery instead. False if the server would discard it
+  // (skipping to a Sync, or in a COPY): then nothing was written.
+  bool AppendRefusalQuery(std::string& out, std::string refusal);
+  // A refused message of an extended batch: the same failing statement as Parse, Bind and
+  // Execute of the unnamed statement and portal, so the server fails the batch (and an open
+  // transaction) itself and skips to the caller's Sync; the refusal (refusal_) is written
+  // before that Sync's ReadyForQuery. Nothing is written if the server skips already.
+  void AppendRefusalBatch(std::string& out);
   // Sends the SET that gives the upstream connection the current policy's
   // default_transaction_read_only, if it is owed and the server is idle outside a transaction.
   void AppendReadOnlySetting(std::string& out);
@@ -213,7 +223,7 @@ class AgentSession : public std::enable_shared_from_this<AgentSession> {
   // the two differ).
   bool login_read_only_ = false;
   bool read_only_owed_ = false;
-  enum class AgentQuery { kIdentityCheck, kSessionIdRestore, kReadOnlySetting };
+  enum class AgentQuery { kIdentityCheck, kSessionIdRestore, kReadOnlySetting, kRefusal };
   std::deque<AgentQuery> agent_queries_;  // the agent's own queries in flight, in order
   // The upstream connection set aside for the pool at the caller's Terminate (upstream_.stream
   // is then a closed stand-in, so the relay's reader ends without touching it).

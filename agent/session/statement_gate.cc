@@ -34,11 +34,15 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
       for (const auto& statement : statements) {
         PolicyDecision decision = s_.Decide(*statement);
         if (!decision.allowed) {
-          // A Sync in place of the Query yields a ReadyForQuery at exactly the point the
-          // caller expects one; the refusal is written just before it.
+          // In place of the Query, one that fails in the server (AppendRefusalQuery), so an
+          // open transaction fails as by a server error; the refusal replaces its error.
           s_.EmitDenied(*statement, false, decision);
-          s_.tracker_.OnSync(Refusal(decision));
-          pgwire::AppendSync(out);
+          if (!s_.AppendRefusalQuery(out, Refusal(decision))) {
+            // The server is skipping to a Sync: a Sync in place of the Query yields a
+            // ReadyForQuery at exactly the point the caller expects one, the refusal before it.
+            s_.tracker_.OnSync(Refusal(decision));
+            pgwire::AppendSync(out);
+          }
           EndRoundTrip(out, /*ran=*/false, /*may_copy_in=*/false);
           return absl::OkStatus();
         }
@@ -78,6 +82,7 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
       if (!decision.allowed) {
         // Extended protocol: like a server error, skip everything up to the next Sync.
         s_.EmitDenied(*statement, true, decision);
+        s_.AppendRefusalBatch(out);
         s_.discard_until_sync_ = true;
         s_.refusal_ = Refusal(decision);
         return absl::OkStatus();
@@ -115,6 +120,7 @@ absl::Status AgentSession::FrontendHandler::OnMessage(const pgwire::MessageView&
         inspect::AnalyzedStatement portal;
         portal.text = absl::StrCat("-- execute of portal \"", AbslView(execute->portal), "\"");
         s_.EmitDenied(portal, true, *spool_full);
+        s_.AppendRefusalBatch(out);
         s_.discard_until_sync_ = true;
         s_.refusal_ = Refusal(*spool_full);
         return absl::OkStatus();
@@ -230,6 +236,40 @@ void AgentSession::AppendSessionIdRestore(std::string& out) {
   restore_owed_ = false;
 }
 
+namespace {
+// Schema-qualified, so no function or operator of the caller's search_path can stand in; an
+// immutable division by zero fails at planning, before anything runs.
+constexpr std::string_view kFailInServer =
+    "/* pgward: statement refused by the grant's policy */ SELECT pg_catalog.int4div(1, 0)";
+}  // namespace
+
+void AgentSession::AppendRefusalBatch(std::string& out) {
+  if (!tracker_.OnAgentFailure()) return;
+  size_t at = pgwire::BeginMessage(out, 'P');
+  pgwire::AppendCString(out, "");  // unnamed statement
+  pgwire::AppendCString(out, kFailInServer);
+  pgwire::AppendInt16(out, 0);  // no parameter types
+  pgwire::FinishMessage(out, at);
+  at = pgwire::BeginMessage(out, 'B');
+  pgwire::AppendCString(out, "");  // unnamed portal
+  pgwire::AppendCString(out, "");
+  pgwire::AppendInt16(out, 0);  // no parameter formats
+  pgwire::AppendInt16(out, 0);  // no parameters
+  pgwire::AppendInt16(out, 0);  // default result formats
+  pgwire::FinishMessage(out, at);
+  at = pgwire::BeginMessage(out, 'E');
+  pgwire::AppendCString(out, "");
+  pgwire::AppendInt32(out, 0);
+  pgwire::FinishMessage(out, at);
+}
+
+bool AgentSession::AppendRefusalQuery(std::string& out, std::string refusal) {
+  if (!tracker_.OnAgentQuery(std::move(refusal))) return false;
+  pgwire::AppendQuery(out, kFailInServer);
+  agent_queries_.push_back(AgentQuery::kRefusal);
+  return true;
+}
+
 void AgentSession::AppendReadOnlySetting(std::string& out) {
   // Only outside a transaction: a ROLLBACK would undo a SET made inside one.
   if (!tracker_.IdleAtReadyForQuery()) return;
@@ -246,6 +286,7 @@ bool AgentSession::ReadOnlyDiverged() const {
 void AgentSession::OnIdentityCheckDone() {
   const AgentQuery kind = agent_queries_.empty() ? AgentQuery::kIdentityCheck : agent_queries_.front();
   if (!agent_queries_.empty()) agent_queries_.pop_front();
+  if (kind == AgentQuery::kRefusal) return;  // failed on purpose; identity_check_ untouched
   if (kind != AgentQuery::kIdentityCheck) {
     // Failed (an aborted transaction, 25P02, in which the RESET did not stick either): again
     // before the next round trip.

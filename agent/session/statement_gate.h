@@ -1,6 +1,7 @@
 // AgentSession::FrontendHandler: the statement gate at the wire. Every caller message is decoded,
 // each statement analyzed and checked by statement_policy before it is appended to the bytes bound
-// upstream (refused ones never leave the agent), plain application_name SETs are rewritten, and
+// upstream (refused ones never leave the agent: a statement that fails in the server takes their
+// place, so the transaction fails as by a server error), plain application_name SETs are rewritten, and
 // sessions whose grant allows caller-supplied code get the identity check after their round trips.
 #pragma once
 

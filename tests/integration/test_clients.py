@@ -96,6 +96,71 @@ def test_psycopg_transactions(stack, table):
     assert count(stack, table) == 1 and count(stack, table, "n = 2") == 1
 
 
+# A refused statement fails the caller's open transaction exactly as a server error would: the
+# agent has Postgres raise in its place (ARCHITECTURE.md section 4). alice-bot's grant is
+# read-write, which leaves out the procedure class: a DO block is refused.
+REFUSED_DO = "DO $$ BEGIN PERFORM 1; END $$"
+
+
+def test_psql_refusal_in_a_transaction_rolls_it_back(stack, table):
+    r = stack.psql("alice-bot", None, "-f", "-", on_error_stop=False,
+                   input=f"BEGIN;\nINSERT INTO {table} (n) VALUES (1);\n{REFUSED_DO};\n"
+                         f"SELECT count(*) FROM {table};\nCOMMIT;\n")
+    assert "statement refused" in r.stderr, r.stderr
+    assert "current transaction is aborted" in r.stderr, "later statements must get 25P02 until the end"
+    assert count(stack, table) == 0, "the write before the refusal must not be committed"
+    # The session is not spoiled: the next transaction commits.
+    ok(stack.psql("alice-bot", f"BEGIN; INSERT INTO {table} (n) VALUES (2); COMMIT"), "next transaction")
+    assert count(stack, table, "n = 2") == 1
+
+
+def test_psycopg_refusal_in_a_transaction_leaves_it_failed(stack, table):
+    with stack.connect("alice-bot", autocommit=False) as conn:
+        conn.execute(f"INSERT INTO {table} (n) VALUES (1)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="statement refused"):
+            conn.execute(REFUSED_DO)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute(f"SELECT count(*) FROM {table}")
+        conn.commit()  # the server answers ROLLBACK
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert count(stack, table) == 0, "the write before the refusal must not be committed"
+        # Outside a transaction a refusal leaves the session idle, and the next statement runs.
+        conn.autocommit = True
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(REFUSED_DO)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        conn.execute(f"INSERT INTO {table} (n) VALUES (3)")
+    assert count(stack, table) == 1
+
+
+def test_psycopg_extended_refusal_in_a_transaction_leaves_it_failed(stack, table):
+    # With parameters (and prepare=True) psycopg uses the extended protocol: Parse/Bind/Execute.
+    with stack.connect("alice-bot", autocommit=False) as conn:
+        conn.execute(f"INSERT INTO {table} (n) VALUES (%s)", (1,))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="statement refused"):
+            conn.execute(REFUSED_DO, prepare=True)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+        with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+            conn.execute(f"SELECT count(*) FROM {table} WHERE n > %s", (0,))
+        conn.commit()
+        assert count(stack, table) == 0, "the write before the refusal must not be committed"
+        # A pipeline (one implicit transaction up to its Sync): the refusal rolls back the
+        # statements before it, as a server error would, and skips those after it.
+        conn.autocommit = True
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            with conn.pipeline():
+                conn.execute(f"INSERT INTO {table} (n) VALUES (%s)", (10,))
+                conn.execute(REFUSED_DO, prepare=True)
+                conn.execute(f"INSERT INTO {table} (n) VALUES (%s)", (11,))
+        assert count(stack, table) == 0, "a refusal in a pipeline must roll back its implicit transaction"
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        conn.autocommit = False
+        # The session's prepared statements still work afterwards.
+        assert conn.execute("SELECT name FROM customers WHERE id = %s", (1,), prepare=True).fetchone() == ("Ada",)
+        conn.commit()
+
+
 # ---- pgbench -------------------------------------------------------------------------
 
 
@@ -241,6 +306,10 @@ def test_jdbc_queries_prepared_loop_batch_and_transaction(stack, table, jdbc_cla
     assert got["application_name"] == "pgward:bob-bot"
     assert got["loop"] == ",".join(["Ada", "Grace", "Linus"] * 3 + ["Ada"])
     assert got["batch"] == "50"
+    # The refusal failed the transaction in the server: 25P02 after it, and the commit rolled back.
+    assert got["refused"] == "42501"
+    assert got["after_refusal"] == "25P02"
+    assert count(stack, table, "label = 'before-refusal'") == 0
     assert got["count"] == "51"
     assert got["done"] == "ok"
     assert count(stack, table) == 51

@@ -77,6 +77,24 @@ public final class PgwardJdbcTest {
         st.executeUpdate("INSERT INTO " + table + " (n, label) VALUES (2000, 'committed')");
       }
       conn.commit();
+      // A statement pgward refuses (a DO block; the grant leaves out the procedure class)
+      // fails the transaction as a server error would: the insert before it is not committed.
+      try (Statement st = conn.createStatement()) {
+        st.executeUpdate("INSERT INTO " + table + " (n, label) VALUES (3000, 'before-refusal')");
+      }
+      try (Statement st = conn.createStatement()) {
+        st.execute("DO $$ BEGIN PERFORM 1; END $$");
+        out("refused", "no");
+      } catch (SQLException e) {
+        out("refused", e.getSQLState());
+      }
+      try (Statement st = conn.createStatement()) {
+        st.executeQuery("SELECT 1");
+        out("after_refusal", "ran");
+      } catch (SQLException e) {
+        out("after_refusal", e.getSQLState());
+      }
+      conn.commit();
       conn.setAutoCommit(true);
       try (Statement st = conn.createStatement();
            ResultSet rs = st.executeQuery("SELECT count(*) FROM " + table)) {

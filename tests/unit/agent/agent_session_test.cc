@@ -27,6 +27,34 @@ std::string Query(std::string_view sql) {
   return out;
 }
 
+// Parse, Bind and Execute of `sql` as the unnamed statement and portal, then Sync.
+std::string ExtendedBatch(std::string_view sql) {
+  std::string out;
+  size_t at = pgwire::BeginMessage(out, 'P');
+  pgwire::AppendCString(out, "");
+  pgwire::AppendCString(out, sql);
+  pgwire::AppendInt16(out, 0);
+  pgwire::FinishMessage(out, at);
+  at = pgwire::BeginMessage(out, 'B');
+  pgwire::AppendCString(out, "");
+  pgwire::AppendCString(out, "");
+  pgwire::AppendInt16(out, 0);
+  pgwire::AppendInt16(out, 0);
+  pgwire::AppendInt16(out, 0);
+  pgwire::FinishMessage(out, at);
+  at = pgwire::BeginMessage(out, 'E');
+  pgwire::AppendCString(out, "");
+  pgwire::AppendInt32(out, 0);
+  pgwire::FinishMessage(out, at);
+  return out;
+}
+
+std::string Sync() {
+  std::string out;
+  pgwire::AppendSync(out);
+  return out;
+}
+
 std::string Terminate() {
   std::string out;
   pgwire::AppendTerminate(out);
@@ -201,9 +229,11 @@ TEST_CASE("a write under a read-only grant is answered with 42501 and never reac
   CHECK_THAT(error.message, Catch::Contains("statement refused"));
   CHECK(reply == ReadyForQuery('I'));  // the session goes on, idle
 
-  // In its place the server got a Sync, for the ReadyForQuery the caller expects.
-  CHECK(h.postgres.WaitForSyncs(1, kWait));
-  CHECK(h.postgres.Queries().empty());
+  // In its place the server got a statement that fails (so that it fails a transaction, as a
+  // server error would); its error stayed in the agent.
+  REQUIRE(h.postgres.Queries().size() == 1);
+  CHECK_THAT(h.postgres.Queries().at(0), Catch::Contains("pg_catalog.int4div(1, 0)"));
+  CHECK(h.postgres.Syncs() == 0);
   REQUIRE(h.sink.WaitForStatements(1, kWait));
   const pgward::v1::StatementEvent event = h.sink.statements().at(0);
   CHECK(event.decision() == "denied");
@@ -216,7 +246,74 @@ TEST_CASE("a write under a read-only grant is answered with 42501 and never reac
   // The refusal is per statement: the next allowed one runs.
   call->Send(Query("SELECT 1"));
   CHECK(ReadUntilReady(*call) == FakePostgres::QueryAnswer());
-  CHECK(h.postgres.Queries() == std::vector<std::string>{"SELECT 1"});
+  CHECK(h.postgres.Queries().size() == 2);
+  CHECK(h.postgres.Queries().back() == "SELECT 1");
+}
+
+TEST_CASE("a refused statement fails the caller's open transaction, as a server error would", "[session]") {
+  SessionHarness h;
+  std::shared_ptr<FakeGateway::Call> call = OpenSession(h, h.Grant("s-refused-tx", pgward::v1::MODE_READ_ONLY));
+  call->Send(Query("BEGIN"));
+  CHECK_THAT(ReadUntilReady(*call), Catch::EndsWith(ReadyForQuery('T')));
+
+  call->Send(Query("DELETE FROM orders"));
+  std::string reply = ReadUntilReady(*call);
+  const TakenError error = TakeError(reply);
+  CHECK(error.sqlstate == "42501");
+  CHECK_THAT(error.message, Catch::Contains("statement refused"));
+  CHECK(reply == ReadyForQuery('E'));  // the server's word: its transaction failed
+
+  // Later statements are the server's to refuse, until the transaction ends; COMMIT rolls back.
+  call->Send(Query("SELECT 1"));
+  reply = ReadUntilReady(*call);
+  CHECK(TakeError(reply).sqlstate == "25P02");
+  CHECK(reply == ReadyForQuery('E'));
+  call->Send(Query("COMMIT"));
+  reply = ReadUntilReady(*call);
+  CHECK_THAT(reply, Catch::Contains("ROLLBACK"));
+  CHECK_THAT(reply, Catch::EndsWith(ReadyForQuery('I')));
+  REQUIRE(h.sink.WaitForStatements(4, kWait));
+  CHECK(h.sink.statements().at(1).decision() == "denied");
+  CHECK(h.sink.statements().at(2).sqlstate() == "25P02");
+}
+
+TEST_CASE("a refused statement of an extended batch fails the caller's open transaction", "[session]") {
+  SessionHarness h;
+  std::shared_ptr<FakeGateway::Call> call = OpenSession(h, h.Grant("s-refused-ext", pgward::v1::MODE_READ_ONLY));
+  call->Send(Query("BEGIN"));
+  CHECK_THAT(ReadUntilReady(*call), Catch::EndsWith(ReadyForQuery('T')));
+
+  // An allowed statement, then a refused one, then one more, in one batch.
+  call->Send(ExtendedBatch("SELECT 1") + ExtendedBatch("DELETE FROM orders") + ExtendedBatch("SELECT 2") + Sync());
+  std::string reply = ReadUntilReady(*call);
+  std::string first;
+  for (char type : {'1', '2', 'C'}) {
+    REQUIRE(reply.size() >= 5);
+    CHECK(reply[0] == type);  // the allowed statement's answers reach the caller
+    reply.erase(0, 1 + ((uint8_t(reply[1]) << 24) | (uint8_t(reply[2]) << 16) | (uint8_t(reply[3]) << 8) | uint8_t(reply[4])));
+  }
+  const TakenError error = TakeError(reply);
+  CHECK(error.sqlstate == "42501");
+  CHECK_THAT(error.message, Catch::Contains("statement refused"));
+  CHECK(reply == ReadyForQuery('E'));  // the server failed the transaction itself
+
+  // The server got the failing statement in place of the refused one, and nothing after it.
+  const std::vector<std::string> parses = h.postgres.Parses();
+  REQUIRE(parses.size() == 2);
+  CHECK(parses.at(0) == "SELECT 1");
+  CHECK_THAT(parses.at(1), Catch::Contains("pg_catalog.int4div(1, 0)"));
+  call->Send(Query("COMMIT"));
+  reply = ReadUntilReady(*call);
+  CHECK_THAT(reply, Catch::Contains("ROLLBACK"));
+  CHECK_THAT(reply, Catch::EndsWith(ReadyForQuery('I')));
+
+  // Outside a transaction the session stays idle and goes on.
+  call->Send(ExtendedBatch("DELETE FROM orders") + Sync());
+  reply = ReadUntilReady(*call);
+  CHECK(TakeError(reply).sqlstate == "42501");
+  CHECK(reply == ReadyForQuery('I'));
+  call->Send(Query("SELECT 1"));
+  CHECK(ReadUntilReady(*call) == FakePostgres::QueryAnswer());
 }
 
 TEST_CASE("the gateway's CancelSession reaches the session's backend and the session goes on", "[session]") {
@@ -294,13 +391,14 @@ TEST_CASE("a full spool refuses new statements with 53000 and the session goes o
   CHECK(error.sqlstate == "53000");
   CHECK_THAT(error.message, Catch::Contains("spool is full"));
   CHECK(reply == ReadyForQuery('I'));
-  CHECK(h.postgres.Queries().empty());
+  REQUIRE(h.postgres.Queries().size() == 1);  // only the refusal's failing statement
+  CHECK_THAT(h.postgres.Queries().at(0), Catch::Contains("pg_catalog.int4div(1, 0)"));
   CHECK(h.sink.intents().empty());
 
   h.sink.SetSpoolRefuses(false);
   call->Send(Query("SELECT 1"));
   CHECK(ReadUntilReady(*call) == FakePostgres::QueryAnswer());
-  CHECK(h.postgres.Queries() == std::vector<std::string>{"SELECT 1"});
+  CHECK(h.postgres.Queries().back() == "SELECT 1");
 }
 
 TEST_CASE("a spool that cannot write ends the session before the statement is forwarded", "[session][spool]") {

@@ -162,17 +162,64 @@ asio::awaitable<void> FakePostgres::Serve(std::shared_ptr<Connection> conn) {
       if (header[0] == 'Q') {
         std::string text = body.substr(0, body.find('\0'));
         const bool runs_on = absl::StartsWith(text, "SELECT pg_sleep");
-        Record([&] { queries_.push_back(std::move(text)); });
+        Record([&] { queries_.push_back(text); });
         if (runs_on) {
           conn->sleeping = true;
           continue;
         }
-        const std::string answer = QueryAnswer();
+        std::string answer;
+        auto complete = [&answer](std::string_view tag) {
+          const size_t at = pgwire::BeginMessage(answer, 'C');
+          pgwire::AppendCString(answer, tag);
+          pgwire::FinishMessage(answer, at);
+        };
+        if (conn->status == 'E' && text != "COMMIT" && text != "ROLLBACK") {
+          pgwire::AppendErrorResponse(answer, "ERROR", "25P02",
+                                      "current transaction is aborted, commands ignored until end of transaction block");
+        } else if (absl::StrContains(text, "pg_catalog.int4div(1, 0)")) {
+          pgwire::AppendErrorResponse(answer, "ERROR", "22012", "division by zero");
+          if (conn->status == 'T') conn->status = 'E';
+        } else if (text == "BEGIN") {
+          complete("BEGIN");
+          conn->status = 'T';
+        } else if (text == "COMMIT" || text == "ROLLBACK") {
+          complete(conn->status == 'T' && text == "COMMIT" ? "COMMIT" : "ROLLBACK");
+          conn->status = 'I';
+        } else {
+          answer = QueryAnswer();
+          answer.resize(answer.size() - 6);  // its ReadyForQuery: the status is this connection's
+        }
+        pgwire::AppendReadyForQuery(answer, conn->status);
+        co_await asio::async_write(socket, asio::buffer(answer), use_awaitable);
+      } else if (conn->skipping && header[0] != 'S') {
+        continue;  // after an error in an extended batch: everything up to the Sync is discarded
+      } else if (header[0] == 'P' || header[0] == 'B' || header[0] == 'E') {
+        // Extended protocol, the unnamed statement only: Parse is recorded and answered, a Bind
+        // of the failing statement fails as planning would, an Execute completes with no rows.
+        std::string answer;
+        size_t at = 0;
+        if (header[0] == 'P') {
+          const size_t name_end = body.find('\0');
+          conn->parsed = body.substr(name_end + 1, body.find('\0', name_end + 1) - name_end - 1);
+          Record([&] { parses_.push_back(conn->parsed); });
+          at = pgwire::BeginMessage(answer, '1');
+        } else if (header[0] == 'B' && absl::StrContains(conn->parsed, "pg_catalog.int4div(1, 0)")) {
+          pgwire::AppendErrorResponse(answer, "ERROR", "22012", "division by zero");
+          conn->skipping = true;
+          if (conn->status == 'T') conn->status = 'E';
+        } else if (header[0] == 'B') {
+          at = pgwire::BeginMessage(answer, '2');
+        } else {
+          at = pgwire::BeginMessage(answer, 'C');
+          pgwire::AppendCString(answer, "SELECT 0");
+        }
+        if (!conn->skipping) pgwire::FinishMessage(answer, at);
         co_await asio::async_write(socket, asio::buffer(answer), use_awaitable);
       } else if (header[0] == 'S') {
         Record([&] { ++syncs_; });
+        conn->skipping = false;
         std::string ready;
-        pgwire::AppendReadyForQuery(ready, 'I');
+        pgwire::AppendReadyForQuery(ready, conn->status);
         co_await asio::async_write(socket, asio::buffer(ready), use_awaitable);
       } else if (header[0] == 'X') {
         Record([&] { conn->terminated = true; });
@@ -228,6 +275,11 @@ std::vector<std::pair<std::string, std::string>> FakePostgres::StartupParameters
 std::vector<std::string> FakePostgres::Queries() {
   absl::MutexLock lock(&mu_);
   return queries_;
+}
+
+std::vector<std::string> FakePostgres::Parses() {
+  absl::MutexLock lock(&mu_);
+  return parses_;
 }
 
 bool FakePostgres::WaitForQueries(size_t count, absl::Duration timeout) {

@@ -24,7 +24,9 @@ namespace pgward::agent::testing {
 // backend pid (kFirstPid, kFirstPid + 1, ...). A Query is answered with one row ("1") and
 // CommandComplete "SELECT 1", except one starting with "SELECT pg_sleep", which is left
 // running until a CancelRequest for its backend ends it with ERROR 57014 (or forever), so a
-// test can cancel or kill it. The test thread reads what arrived
+// test can cancel or kill it. BEGIN, COMMIT and ROLLBACK keep a transaction status, and a
+// Query calling pg_catalog.int4div(1, 0) fails with 22012 (failing an open transaction: a
+// COMMIT then answers ROLLBACK), as a real server does. The test thread reads what arrived
 // through the accessors, which wait up to a timeout for it.
 class FakePostgres {
  public:
@@ -45,6 +47,8 @@ class FakePostgres {
   std::vector<std::string> Queries();
   // Waits until at least `count` Query messages arrived.
   bool WaitForQueries(size_t count, absl::Duration timeout);
+  // The texts of the Parse messages received on every connection so far, in order.
+  std::vector<std::string> Parses();
   size_t Syncs();
   bool WaitForSyncs(size_t count, absl::Duration timeout);
   // Waits until every session connection that logged in has ended: closed by the agent, or
@@ -68,6 +72,9 @@ class FakePostgres {
     bool closed = false;       // guarded by FakePostgres::mu_
     bool terminated = false;   // guarded by FakePostgres::mu_
     bool sleeping = false;     // running a pg_sleep; the server's thread only
+    char status = 'I';         // transaction status ('I', 'T', 'E'); the server's thread only
+    bool skipping = false;     // discarding an extended batch after its error, until Sync; ditto
+    std::string parsed;        // the unnamed statement's text; ditto
   };
 
   asio::awaitable<void> Accept();
@@ -83,6 +90,7 @@ class FakePostgres {
   absl::Mutex mu_;
   std::vector<std::shared_ptr<Connection>> connections_ ABSL_GUARDED_BY(mu_);  // session logins
   std::vector<std::string> queries_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> parses_ ABSL_GUARDED_BY(mu_);
   size_t syncs_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::pair<int32_t, uint32_t>> cancels_ ABSL_GUARDED_BY(mu_);
   std::vector<std::weak_ptr<Connection>> all_;  // every accepted connection; the server's thread only
