@@ -202,8 +202,9 @@ void StatementTracker::OnSync(std::string injected_error) {
   if (copy_in_active_) return;
   Op& op = Push(OpKind::kSync);
   op.injected_error = std::move(injected_error);
-  op.batch_failed = skipping_until_sync_;
+  op.batch_failed = skipping_until_sync_ && !agent_failed_batch_;
   skipping_until_sync_ = false;
+  agent_failed_batch_ = false;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -514,7 +515,12 @@ absl::Status StatementTracker::OnErrorResponse(std::string_view sqlstate, std::s
     statements_.Erase("");
     last_completion_us_ = now;
     ops_.pop_front();
-    if (ops_.empty()) skipping_until_sync_ = true;
+    if (ops_.empty()) {
+      // The caller's Sync is not sent yet (the error came first): skipping, but the batch
+      // failed by the agent's hand, so the Sync's refusal must still be written.
+      skipping_until_sync_ = true;
+      agent_failed_batch_ = true;
+    }
     return absl::OkStatus();
   }
   switch (op->kind) {

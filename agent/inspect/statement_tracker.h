@@ -208,6 +208,7 @@ class StatementTracker {
   std::vector<StatementRecord> records_;
   int64_t last_completion_us_ = 0;
   bool skipping_until_sync_ = false;  // server discards frontend messages until the next Sync
+  bool agent_failed_batch_ = false;   // ... because of the agent's own failing statement (OnAgentFailure)
   bool copy_in_active_ = false;       // server ignores Sync until the frontend's CopyDone/Fail
   char last_ready_status_ = 'I';      // of the last ReadyForQuery; login ends at 'I'
   IntentObserver on_intent_;

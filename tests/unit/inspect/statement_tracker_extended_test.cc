@@ -221,6 +221,41 @@ TEST_CASE("an injected error is dropped when the server already failed that batc
   CHECK(f.Rfq('I').empty());
 }
 
+TEST_CASE("the agent's failing statement keeps the refusal of its batch", "[tracker]") {
+  // An allowed statement, then the agent's own failing Parse/Bind/Execute in place of a refused
+  // Parse; the Sync carries the refusal. The server's answers may overtake the caller's Sync
+  // (the relay forwards the failing statement before it reads the rest of the batch).
+  const bool sync_first = GENERATE(true, false);
+  Fixture f;
+  f.tracker.OnParse("", f.Parse("insert into t values (1)"));
+  f.tracker.OnBind("", "");
+  f.tracker.OnExecute("");
+  REQUIRE(f.tracker.OnAgentFailure());
+  if (sync_first) f.tracker.OnSync("E...refused");
+  REQUIRE(f.tracker.OnParseComplete().ok());
+  REQUIRE(f.tracker.OnBindComplete().ok());
+  REQUIRE(f.tracker.OnCommandComplete("INSERT 0 1").ok());
+  CHECK(f.tracker.AgentFailureAtHead());
+  REQUIRE(f.tracker.OnParseComplete().ok());
+  REQUIRE(f.tracker.OnBindComplete().ok());
+  REQUIRE(f.tracker.OnErrorResponse("22012", "division by zero").ok());
+  CHECK_FALSE(f.tracker.AgentFailureAtHead());
+  if (!sync_first) f.tracker.OnSync("E...refused");
+  CHECK(f.Rfq('E') == "E...refused");
+  auto r = f.tracker.TakeRecords();
+  REQUIRE(r.size() == 1);  // the insert; the agent's statement is not the caller's
+  CHECK(r[0].statement->text == "insert into t values (1)");
+  // The next batch starts clean: a server error in it drops its own injected error as usual.
+  f.tracker.OnParse("", f.Parse("select 1/0"));
+  f.tracker.OnBind("", "");
+  f.tracker.OnExecute("");
+  REQUIRE(f.tracker.OnParseComplete().ok());
+  REQUIRE(f.tracker.OnBindComplete().ok());
+  REQUIRE(f.tracker.OnErrorResponse("22012", "division by zero").ok());
+  f.tracker.OnSync("E...second");
+  CHECK(f.Rfq('I').empty());
+}
+
 TEST_CASE("backend messages the conversation does not expect are a desync", "[tracker]") {
   Fixture f;
   SECTION("BindComplete with nothing pending") {
